@@ -1,0 +1,212 @@
+"""Models whose SGD maps are affine: quadratics and linear regression.
+
+Both are families of batch losses with constant Hessians,
+
+    f_i(θ) = ½ θᵀ H_i θ − r_iᵀ θ + k_i,   ∇f_i(θ) = H_i θ − r_i,
+
+so the SGD map of batch ``i`` with learning rate ``h`` is
+``T_i(θ) = (I − h H_i) θ + h r_i``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import as_float_array, check_lr, check_positive_int, check_probs, describe
+from .maps import AffineMaps
+
+__all__ = ["QuadraticModel", "LinearRegressionModel"]
+
+
+def _check_psd(H: np.ndarray, name: str) -> None:
+    if not np.allclose(H, np.swapaxes(H, -1, -2), rtol=1e-10, atol=1e-12 * max(1.0, np.abs(H).max())):
+        raise ValueError(f"{name}: expected symmetric matrices, got a non-symmetric one")
+    eig = np.linalg.eigvalsh(H)
+    scale = max(1.0, float(np.abs(eig).max()))
+    if eig.min() < -1e-10 * scale:
+        i = int(np.unravel_index(np.argmin(eig), eig.shape)[0])
+        raise ValueError(
+            f"{name}: expected positive semi-definite matrices, got matrix {i} with "
+            f"eigenvalue {eig.min():.3g} (indefinite)"
+        )
+
+
+class _AffineGradientModel:
+    """Shared part: Hessians ``H`` (m, d, d), linear terms ``r`` (m, d), constants ``k`` (m,)."""
+
+    _H: np.ndarray
+    _r: np.ndarray
+    _k: np.ndarray
+    probs: np.ndarray
+
+    @property
+    def n_batches(self) -> int:
+        """Number of batches ``m``."""
+        return self._H.shape[0]
+
+    @property
+    def dim(self) -> int:
+        """Parameter dimension ``d``."""
+        return self._H.shape[1]
+
+    @property
+    def hessians(self) -> np.ndarray:
+        """Batch Hessians ``H_i``, shape (m, d, d) (read-only)."""
+        return self._H
+
+    @property
+    def linear_terms(self) -> np.ndarray:
+        """``r_i`` with ``∇f_i(θ) = H_i θ − r_i``, shape (m, d) (read-only)."""
+        return self._r
+
+    def _theta(self, theta) -> np.ndarray:
+        theta = as_float_array(theta, "theta")
+        if theta.ndim == 0 or theta.shape[-1] != self.dim:
+            raise ValueError(f"theta: expected shape (..., {self.dim}), got {describe(theta)}")
+        return theta
+
+    def gradient(self, theta, index) -> np.ndarray:
+        """``∇f_index(θ)``, shape (..., d); ``index`` broadcasts with ``theta``'s leading axes."""
+        theta = self._theta(theta)
+        return np.einsum("...ij,...j->...i", self._H[index], theta) - self._r[index]
+
+    def batch_loss(self, theta, index) -> np.ndarray:
+        """``f_index(θ)``, shape (...)."""
+        theta = self._theta(theta)
+        Ht = np.einsum("...ij,...j->...i", self._H[index], theta)
+        return 0.5 * np.sum(theta * Ht, -1) - np.sum(self._r[index] * theta, -1) + self._k[index]
+
+    def loss(self, theta) -> np.ndarray:
+        """Training loss ``L(θ) = Σ p_i f_i(θ)``, shape (...)."""
+        theta = self._theta(theta)
+        idx = np.arange(self.n_batches)
+        per = self.batch_loss(theta[..., None, :], idx)
+        return per @ self.probs
+
+    def full_gradient(self, theta) -> np.ndarray:
+        """``∇L(θ) = Σ p_i ∇f_i(θ)``."""
+        theta = self._theta(theta)
+        H = np.tensordot(self.probs, self._H, axes=1)
+        return theta @ H.T - self.probs @ self._r
+
+    def minimizer(self) -> np.ndarray:
+        """A minimiser of ``L`` (least-norm when the mean Hessian is singular)."""
+        H = np.tensordot(self.probs, self._H, axes=1)
+        return np.linalg.lstsq(H, self.probs @ self._r, rcond=None)[0]
+
+    def sgd_maps(self, lr) -> AffineMaps:
+        """The SGD maps ``T_i(θ) = θ − lr ∇f_i(θ) = (I − lr H_i) θ + lr r_i``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> model = QuadraticModel([[[2.0]], [[1.0]]], [[1.0], [-1.0]])
+        >>> maps = model.sgd_maps(0.25)
+        >>> x = np.array([0.3])
+        >>> bool(np.allclose(maps.apply(x, 0), x - 0.25 * model.gradient(x, 0)))
+        True
+        """
+        h = check_lr(lr)
+        A = np.eye(self.dim) - h * self._H
+        return AffineMaps(A, h * self._r, self.probs)
+
+
+class QuadraticModel(_AffineGradientModel):
+    r"""Quadratic batch losses ``f_i(θ) = ½ (θ − c_i)ᵀ H_i (θ − c_i)``.
+
+    Parameters
+    ----------
+    hessians : array_like, shape (m, d, d)
+        Symmetric positive semi-definite matrices ``H_i``.
+    centers : array_like, shape (m, d)
+        Centres ``c_i``.
+    probs : array_like, shape (m,), optional
+        Batch sampling probabilities (uniform when omitted).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> model = QuadraticModel(np.stack([np.eye(2), 2 * np.eye(2)]), [[1.0, 0.0], [0.0, 1.0]])
+    >>> bool(np.allclose(model.gradient([1.0, 0.0], 0), 0.0))
+    True
+    """
+
+    def __init__(self, hessians, centers, probs=None):
+        H = as_float_array(hessians, "hessians", ndim=3)
+        m, d, d2 = H.shape
+        if d != d2 or m == 0 or d == 0:
+            raise ValueError(f"hessians: expected shape (m, d, d) with m, d >= 1, got {describe(H)}")
+        _check_psd(H, "hessians")
+        c = as_float_array(centers, "centers", ndim=2)
+        if c.shape != (m, d):
+            raise ValueError(f"centers: expected shape ({m}, {d}) to match hessians, got {describe(c)}")
+        H = 0.5 * (H + np.swapaxes(H, -1, -2))
+        self.probs = check_probs(probs, m)
+        self._H = H
+        self._r = np.einsum("mij,mj->mi", H, c)
+        self._k = 0.5 * np.einsum("mi,mi->m", c, self._r)
+        self.centers = c
+        for arr in (self._H, self._r, self._k, self.centers, self.probs):
+            arr.setflags(write=False)
+
+    def __repr__(self) -> str:
+        return f"QuadraticModel(n_batches={self.n_batches}, dim={self.dim})"
+
+
+class LinearRegressionModel(_AffineGradientModel):
+    r"""Least squares split into batches: ``f_B(θ) = ‖X_B θ − y_B‖² / (2|B|)``.
+
+    The batches are a fixed partition of the rows into consecutive blocks of
+    ``batch_size`` rows: batch ``k`` holds rows ``k·b, …, (k+1)·b − 1``. The
+    number of rows must be a multiple of ``batch_size`` (permute the rows
+    beforehand for another partition). Batch Hessians ``X_Bᵀ X_B / |B|`` may be
+    rank-deficient (rank one for ``batch_size=1``).
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+    y : array_like, shape (n,)
+    batch_size : int, default 1
+    probs : array_like, shape (n // batch_size,), optional
+        Batch sampling probabilities (uniform when omitted).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 0.0], [0.0, 2.0]]); y = np.array([1.0, 2.0])
+    >>> model = LinearRegressionModel(X, y)
+    >>> model.n_batches
+    2
+    >>> bool(np.allclose(model.gradient([1.0, 1.0], 1), 0.0))
+    True
+    """
+
+    def __init__(self, X, y, batch_size=1, probs=None):
+        X = as_float_array(X, "X", ndim=2)
+        n, d = X.shape
+        if n == 0 or d == 0:
+            raise ValueError(f"X: expected at least one row and one column, got {describe(X)}")
+        y = as_float_array(y, "y", ndim=1)
+        if y.shape != (n,):
+            raise ValueError(f"y: expected shape ({n},) to match X, got {describe(y)}")
+        b = check_positive_int(batch_size, "batch_size")
+        if n % b:
+            raise ValueError(
+                f"batch_size: expected a divisor of the number of rows {n} (fixed partition), got {b}"
+            )
+        m = n // b
+        Xb = X.reshape(m, b, d)
+        yb = y.reshape(m, b)
+        self.probs = check_probs(probs, m)
+        self._H = np.einsum("mki,mkj->mij", Xb, Xb) / b
+        self._r = np.einsum("mki,mk->mi", Xb, yb) / b
+        self._k = 0.5 * np.einsum("mk,mk->m", yb, yb) / b
+        self.X, self.y, self.batch_size = X, y, b
+        for arr in (self._H, self._r, self._k, self.X, self.y, self.probs):
+            arr.setflags(write=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"LinearRegressionModel(n_rows={self.X.shape[0]}, dim={self.dim}, "
+            f"batch_size={self.batch_size})"
+        )

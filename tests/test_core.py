@@ -1,0 +1,110 @@
+"""AffineMaps, models and batch sampling."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import contraction as ct
+from strategies import affine_maps
+
+
+@given(affine_maps(), affine_maps(), st.integers(0, 2**31))
+def test_compose_matches_applying_one_by_one(T, S, seed):
+    if T.dim != S.dim:
+        with pytest.raises(ValueError, match="other"):
+            T.compose(S)
+        return
+    TS = T.compose(S)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(5, T.dim))
+    i = rng.integers(0, T.n_maps, 5)
+    j = rng.integers(0, S.n_maps, 5)
+    np.testing.assert_allclose(TS.apply(x, i * S.n_maps + j), T.apply(S.apply(x, j), i), atol=1e-12)
+    np.testing.assert_allclose(TS.probs.reshape(T.n_maps, S.n_maps), np.outer(T.probs, S.probs))
+
+
+@given(affine_maps(), st.lists(st.integers(0, 3), max_size=6))
+def test_word_is_composition_last_letter_first(maps, word):
+    word = [w % maps.n_maps for w in word]
+    A, b = maps.word(word) if word else (np.eye(maps.dim), np.zeros(maps.dim))
+    x = np.linspace(-1, 2, maps.dim)
+    y = x
+    for w in reversed(word):
+        y = maps.apply(y, w)
+    np.testing.assert_allclose(A @ x + b, y, atol=1e-12)
+
+
+def test_affine_maps_are_read_only_and_frozen():
+    maps = ct.AffineMaps(np.zeros((2, 2, 2)), np.zeros((2, 2)))
+    with pytest.raises(ValueError):
+        maps.A[0, 0, 0] = 1.0
+    with pytest.raises(AttributeError):
+        maps.A = np.ones((2, 2, 2))
+    np.testing.assert_allclose(maps.probs, [0.5, 0.5])
+
+
+def test_apply_broadcasts_over_leading_axes():
+    rng = np.random.default_rng(0)
+    maps = ct.AffineMaps(rng.normal(size=(3, 2, 2)), rng.normal(size=(3, 2)))
+    x = rng.normal(size=(4, 5, 2))
+    i = rng.integers(0, 3, size=(4, 5))
+    y = maps.apply(x, i)
+    assert y.shape == (4, 5, 2)
+    np.testing.assert_allclose(y[2, 3], maps.A[i[2, 3]] @ x[2, 3] + maps.b[i[2, 3]])
+
+
+def test_linear_regression_maps_match_formula():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(12, 3))
+    y = rng.normal(size=12)
+    model = ct.LinearRegressionModel(X, y, batch_size=4)
+    maps = model.sgd_maps(0.05)
+    assert maps.n_maps == 3
+    XB, yB = X[4:8], y[4:8]
+    np.testing.assert_allclose(maps.A[1], np.eye(3) - 0.05 / 4 * XB.T @ XB)
+    np.testing.assert_allclose(maps.b[1], 0.05 / 4 * XB.T @ yB)
+    theta = rng.normal(size=3)
+    np.testing.assert_allclose(model.batch_loss(theta, 1), np.sum((XB @ theta - yB) ** 2) / 8)
+    np.testing.assert_allclose(model.loss(theta), np.mean([np.sum((X[4*k:4*k+4] @ theta - y[4*k:4*k+4]) ** 2) / 8 for k in range(3)]))
+    np.testing.assert_allclose(model.full_gradient(model.minimizer()), 0, atol=1e-10)
+
+
+def test_quadratic_loss_and_gradient_agree():
+    rng = np.random.default_rng(2)
+    G = rng.normal(size=(3, 2, 2))
+    model = ct.QuadraticModel(G @ G.transpose(0, 2, 1), rng.normal(size=(3, 2)))
+    theta = rng.normal(size=2)
+    eps = 1e-6
+    fd = np.array([(model.loss(theta + eps * e) - model.loss(theta - eps * e)) / (2 * eps) for e in np.eye(2)])
+    np.testing.assert_allclose(fd, model.full_gradient(theta), rtol=1e-6)
+    np.testing.assert_allclose(model.batch_loss(model.centers[1], 1), 0, atol=1e-12)
+
+
+def test_sample_batches_is_prefix_stable_and_deterministic():
+    a = ct.sample_batches(5, 40, n_chains=2, rng=11)
+    b = ct.sample_batches(5, 40, n_chains=7, rng=11)
+    np.testing.assert_array_equal(a, b[:2])
+    np.testing.assert_array_equal(a, ct.sample_batches(5, 40, n_chains=2, rng=11))
+    assert not np.array_equal(a[0], a[1])
+    g = np.random.default_rng(11)
+    assert ct.sample_batches(5, 3, n_chains=2, rng=g).shape == (2, 3)
+
+
+def test_iid_sampling_follows_probs():
+    p = np.array([0.1, 0.6, 0.3])
+    idx = ct.sample_batches(3, 20000, probs=p, rng=0)
+    freq = np.bincount(idx.ravel(), minlength=3) / idx.size
+    se = np.sqrt(p * (1 - p) / idx.size)
+    assert np.all(np.abs(freq - p) < 4 * se)
+
+
+def test_reshuffle_uses_each_batch_once_per_epoch():
+    idx = ct.sample_batches(4, 22, n_chains=3, scheme="reshuffle", rng=5)
+    for chain in idx:
+        for e in range(5):
+            assert sorted(chain[4 * e:4 * e + 4]) == [0, 1, 2, 3]
+        assert len(set(chain[20:])) == 2
+    # epochs differ (fresh permutation each epoch)
+    big = ct.sample_batches(4, 400, scheme="reshuffle", rng=6)[0].reshape(100, 4)
+    assert len({tuple(r) for r in big}) > 10
