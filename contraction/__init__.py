@@ -13,6 +13,17 @@ from .sampling import chain_generators, sample_batches
 
 __version__ = "0.1.0"
 
+_LAZY_SUBMODULES = ("lie", "nn", "plotting")
+
+
+def __getattr__(name):
+    """Import the heavier submodules (sympy, the networks, matplotlib) on first use."""
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "AffineMaps",
     "ContractionWarning",

@@ -29,6 +29,35 @@ def _compare(args) -> int:
     return 0
 
 
+def _verify(args) -> int:
+    import json
+    import os
+
+    import proofs_checks
+
+    def progress(r):
+        status = "PASS" if r.passed else "FAIL"
+        print(f"  {r.claim:<4} {status}  ({r.seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    size = "quick" if args.quick else "full"
+    print(f"running theorem checks ({size} size)...", file=sys.stderr, flush=True)
+    results = proofs_checks.run_all(quick=args.quick, only=args.only, progress=progress)
+    print(proofs_checks.format_table(results))
+    if args.json:
+        payload = {"quick": bool(args.quick), "results": [r.as_dict() for r in results]}
+        tmp = f"{args.json}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=2)
+        os.replace(tmp, args.json)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.figures:
+        from .figures import write_figures
+
+        for path in write_figures(args.figures, quick=args.quick):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0 if all(r.passed for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="contraction",
@@ -40,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_compare)
+    v = sub.add_parser("verify", help="run every theorem check (C1-C13) and print a table")
+    v.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes on 2 cores)")
+    v.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    v.add_argument("--figures", metavar="DIR", help="also write the figures as PNG into DIR")
+    v.add_argument("--only", nargs="+", metavar="CLAIM", help="run only these claims (e.g. C1 C7)")
+    v.set_defaults(func=_verify)
     return parser
 
 

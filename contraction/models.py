@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validation import as_float_array, check_lr, check_positive_int, check_probs, describe
-from .maps import AffineMaps
+from .maps import AffineMaps, GradientMaps
 
 __all__ = ["QuadraticModel", "LinearRegressionModel"]
 
@@ -109,6 +109,19 @@ class _AffineGradientModel:
         h = check_lr(lr)
         A = np.eye(self.dim) - h * self._H
         return AffineMaps(A, h * self._r, self.probs)
+
+
+    def hvp(self, theta, v, index) -> np.ndarray:
+        """Hessian-vector products ``∇²f_index v = H_index v`` (constant Hessians)."""
+        return np.einsum("...ij,...j->...i", self._H[index], np.asarray(v, dtype=np.float64))
+
+    def gradient_maps(self, lr) -> GradientMaps:
+        """The same SGD maps as a general map family (gradient and Hessian-vector products).
+
+        Iterating it gives the same iterates as :meth:`sgd_maps`, through the
+        general (non-affine) code paths; used to cross-check them.
+        """
+        return GradientMaps(self.gradient, lr, self.n_batches, self.probs, hvp=self.hvp)
 
 
 class QuadraticModel(_AffineGradientModel):

@@ -165,3 +165,15 @@ def test_backward_converges_forward_does_not_on_two_point_example():
     fwd = ct.forward_iterates(maps, [0.0], idx)
     assert np.abs(np.diff(bwd[:, -10:, 0])).max() < 1e-12 * 2**50  # increments ≤ ½^{50}
     assert np.abs(np.diff(fwd[:, -10:, 0])).max() > 0.1  # forward keeps jumping by ±½
+
+
+def test_gradient_maps_of_a_model_match_its_affine_maps():
+    rng = np.random.default_rng(10)
+    G = rng.normal(size=(3, 2, 2))
+    model = ct.QuadraticModel(G @ G.transpose(0, 2, 1) / 2, rng.normal(size=(3, 2)))
+    idx = ct.sample_batches(3, 15, n_chains=4, rng=11)
+    for fn in (ct.forward_iterates, ct.backward_iterates):
+        np.testing.assert_allclose(fn(model.gradient_maps(0.2), np.zeros(2), idx),
+                                   fn(model.sgd_maps(0.2), np.zeros(2), idx), atol=1e-12)
+    v = rng.normal(size=2)
+    np.testing.assert_allclose(model.hvp(np.zeros(2), v, 1), model.hessians[1] @ v)

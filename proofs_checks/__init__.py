@@ -1,0 +1,98 @@
+"""One check per numbered claim of the specification (C1–C13).
+
+Each module ``cNN_*.py`` defines ``check(quick=False, **ingredients) ->
+CheckResult``. Ingredients (the functions a check relies on) can be replaced
+by keyword, which is how the tests show that every check can fail.
+
+``python -m proofs_checks`` and ``contraction verify`` run them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+
+from ._base import CheckResult, Timer, make_result
+
+__all__ = ["CLAIMS", "CheckResult", "Timer", "make_result", "run_check", "run_all", "format_table"]
+
+# claim id -> module name; all claims of SPEC.md §3 in order.
+CLAIMS = {
+    "C1": "c01_backward_contraction",
+    "C2": "c02_forgetting",
+    "C3": "c03_forward_no_pointwise",
+    "C4": "c04_equality_in_law",
+    "C5": "c05_letac",
+    "C6": "c06_geometric_in_law",
+    "C7": "c07_exact_moments",
+    "C8": "c08_average_contraction",
+    "C9": "c09_lie_bracket",
+    "C10": "c10_order_symmetry",
+    "C11": "c11_practical",
+    "C12": "c12_examples",
+    "C13": "c13_neural_networks",
+}
+
+
+def load(claim: str):
+    """The check module of ``claim`` (``None`` if it does not exist yet)."""
+    try:
+        return importlib.import_module(f"{__name__}.{CLAIMS[claim]}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.endswith(CLAIMS[claim]):
+            return None
+        raise
+
+
+def run_check(claim: str, quick: bool = False) -> CheckResult:
+    """Run one claim's check; an exception becomes a failed result that says why."""
+    module = load(claim)
+    if module is None:
+        return CheckResult(claim, "no check implemented", float("nan"), float("nan"), "==", 0.0,
+                           False, 0.0, {"error": "missing check module"})
+    with Timer() as t:
+        try:
+            return module.check(quick=quick)
+        except Exception as exc:  # reported, never swallowed silently
+            err = f"{type(exc).__name__}: {exc}"
+            tb = traceback.format_exc(limit=3)
+    return CheckResult(claim, getattr(module, "STATEMENT", ""), float("nan"), float("nan"), "==", 0.0,
+                       False, t.seconds, {"error": err, "traceback": tb})
+
+
+def run_all(quick: bool = False, only=None, progress=None) -> list[CheckResult]:
+    claims = list(CLAIMS) if not only else [c.upper() for c in only]
+    for c in claims:
+        if c not in CLAIMS:
+            raise ValueError(f"only: expected claim ids among {list(CLAIMS)}, got {c!r}")
+    results = []
+    for c in claims:
+        r = run_check(c, quick=quick)
+        results.append(r)
+        if progress is not None:
+            progress(r)
+    return results
+
+
+def _fmt(x: float) -> str:
+    if x != x:  # nan
+        return "-"
+    return f"{x:.4g}"
+
+
+def format_table(results) -> str:
+    """A plain-text table: claim, relation, numerical, theoretical, tolerance, result, time."""
+    header = f"{'claim':<5} {'result':<6} {'numerical':>11} {'rel':>4} {'theory':>11} {'tol':>9} {'s':>6}  statement"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        status = "PASS" if r.passed else "FAIL"
+        stmt = r.statement if len(r.statement) <= 70 else r.statement[:67] + "..."
+        lines.append(
+            f"{r.claim:<5} {status:<6} {_fmt(r.numerical):>11} {r.relation:>4} {_fmt(r.theoretical):>11} "
+            f"{_fmt(r.tolerance):>9} {r.seconds:6.1f}  {stmt}"
+        )
+        if "error" in r.details:
+            lines.append(f"      error: {r.details['error']}")
+    n_pass = sum(r.passed for r in results)
+    lines.append(f"{n_pass} passed, {len(results) - n_pass} failed")
+    return "\n".join(lines)
