@@ -6,10 +6,42 @@ are affine, and checks the theorems that relate them.
 """
 
 from ._validation import ContractionWarning, DivergenceError, NonConvergenceWarning
+from .diagnostics import (
+    LyapunovResult,
+    StableLearningRates,
+    contraction_constant,
+    lyapunov_exponent,
+    max_stable_lr,
+    mean_square_radius,
+    tail_index,
+)
+from .examples import (
+    gaussian_least_squares_1d,
+    hill_estimator,
+    mean_estimation,
+    two_point_cdf,
+    two_point_quadratic,
+)
+from .fixed_point import FixedPointResult, backward_fixed_point
 from .iterates import backward_iterates, forward_iterates
 from .maps import AffineMaps, GradientMaps, compose_affine
 from .models import LinearRegressionModel, QuadraticModel
 from .sampling import chain_generators, sample_batches
+from .stationary import (
+    LawComparison,
+    MomentsAtStep,
+    StationaryLawError,
+    StationaryMoments,
+    StationarySamples,
+    backward_distance_squared,
+    compare_laws,
+    ks_against_cdf,
+    moments_at_step,
+    stationary_moments,
+    stationary_samples,
+    stationary_step_size,
+    wasserstein_1d,
+)
 
 __version__ = "0.1.0"
 
@@ -28,13 +60,40 @@ __all__ = [
     "AffineMaps",
     "ContractionWarning",
     "DivergenceError",
+    "FixedPointResult",
     "GradientMaps",
+    "LawComparison",
     "LinearRegressionModel",
+    "LyapunovResult",
+    "MomentsAtStep",
     "NonConvergenceWarning",
     "QuadraticModel",
+    "StableLearningRates",
+    "StationaryLawError",
+    "StationaryMoments",
+    "StationarySamples",
+    "backward_distance_squared",
+    "backward_fixed_point",
     "backward_iterates",
     "chain_generators",
+    "compare_laws",
     "compose_affine",
+    "contraction_constant",
     "forward_iterates",
+    "gaussian_least_squares_1d",
+    "hill_estimator",
+    "ks_against_cdf",
+    "lyapunov_exponent",
+    "max_stable_lr",
+    "mean_estimation",
+    "mean_square_radius",
+    "moments_at_step",
     "sample_batches",
+    "stationary_moments",
+    "stationary_samples",
+    "stationary_step_size",
+    "tail_index",
+    "two_point_cdf",
+    "two_point_quadratic",
+    "wasserstein_1d",
 ]

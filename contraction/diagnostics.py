@@ -1,0 +1,276 @@
+r"""Stability diagnostics of a family of affine maps ``T_i(θ) = A_i θ + b_i``.
+
+* contraction constant ``c = max_i ‖A_i‖₂`` (strict contraction: ``c < 1``);
+* top Lyapunov exponent ``γ = lim (1/n) log ‖A_{ξ_n} ⋯ A_{ξ_1}‖`` (backward
+  iterates converge when ``γ < 0``: average contraction);
+* mean-square radius ``ρ(Σ p_i A_i ⊗ A_i)`` (finite stationary covariance
+  when ``< 1``);
+* Kesten's tail index ``α`` of one-dimensional maps, ``E|a|^α = 1``.
+
+Between ``γ < 0`` and ``ρ < 1`` the stationary law exists but has infinite
+variance (heavy tails).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse.linalg
+
+from ._validation import check_positive_int, describe
+from .maps import AffineMaps, _grouped_matmul
+from .sampling import sample_batches
+
+__all__ = [
+    "LyapunovResult",
+    "StableLearningRates",
+    "contraction_constant",
+    "lyapunov_exponent",
+    "max_stable_lr",
+    "mean_square_operator",
+    "mean_square_radius",
+    "tail_index",
+]
+
+
+def _check_maps(maps) -> AffineMaps:
+    if not isinstance(maps, AffineMaps):
+        raise TypeError(f"maps: expected AffineMaps (e.g. model.sgd_maps(lr)), got {describe(maps)}")
+    return maps
+
+
+def contraction_constant(maps) -> float:
+    r"""Largest operator norm ``c = max_i ‖A_i‖₂`` (the Lipschitz constant of the family).
+
+    Examples
+    --------
+    >>> import contraction as ct
+    >>> maps = ct.QuadraticModel([[[1.0]], [[3.0]]], [[1.0], [-1.0]]).sgd_maps(0.25)
+    >>> bool(abs(ct.contraction_constant(maps) - 0.75) < 1e-12)   # max(|1-h|, |1-3h|)
+    True
+    """
+    maps = _check_maps(maps)
+    return float(np.linalg.norm(maps.A, 2, axis=(1, 2)).max())
+
+
+@dataclass(frozen=True)
+class LyapunovResult:
+    """Estimate of the top Lyapunov exponent.
+
+    Attributes
+    ----------
+    exponent : float
+        ``γ`` (exact for one-dimensional maps, where ``γ = Σ p_i log|a_i|``).
+    stderr : float
+        Standard error across independent chains (0 when exact).
+    n_steps, n_chains : int
+        Size of the Monte Carlo estimate (0 when exact).
+    exact : bool
+    """
+
+    exponent: float
+    stderr: float
+    n_steps: int
+    n_chains: int
+    exact: bool
+
+
+def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> LyapunovResult:
+    r"""Top Lyapunov exponent ``γ = lim (1/n) log ‖A_{ξ_n} ⋯ A_{ξ_1}‖`` of i.i.d. products.
+
+    One-dimensional maps give the exact ``γ = Σ p_i log|a_i|``. Otherwise a
+    random unit vector is pushed through the products with renormalisation;
+    each of ``n_chains`` independent chains gives ``(1/n) Σ log r_k`` after
+    ``burn_in`` steps, and the standard error is their spread over
+    ``sqrt(n_chains)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> maps = ct.AffineMaps([[[0.5]], [[2.0]]], [[1.0], [1.0]], probs=[0.75, 0.25])
+    >>> res = ct.lyapunov_exponent(maps)
+    >>> res.exact and bool(np.isclose(res.exponent, 0.75 * np.log(0.5) + 0.25 * np.log(2.0)))
+    True
+    """
+    maps = _check_maps(maps)
+    if maps.dim == 1:
+        a = np.abs(maps.A[:, 0, 0])
+        with np.errstate(divide="ignore"):
+            logs = np.log(a)
+        pos = maps.probs > 0
+        gamma = float(np.sum(maps.probs[pos] * logs[pos]))
+        return LyapunovResult(gamma, 0.0, 0, 0, True)
+    n_steps = check_positive_int(n_steps, "n_steps")
+    n_chains = check_positive_int(n_chains, "n_chains", minimum=2)
+    burn_in = check_positive_int(burn_in, "burn_in", minimum=0)
+    idx = sample_batches(maps.n_maps, burn_in + n_steps, n_chains, probs=maps.probs, rng=rng)
+    gen = np.random.default_rng(np.random.SeedSequence(entropy=int(idx[:, :1].sum()) + 7))
+    v = gen.normal(size=(n_chains, 1, maps.dim))
+    v /= np.linalg.norm(v, axis=-1, keepdims=True)
+    At = np.swapaxes(maps.A, 1, 2)  # row vectors: v ← v A_iᵀ
+    total = np.zeros(n_chains)
+    with np.errstate(divide="ignore"):
+        for k in range(burn_in + n_steps):
+            v = _grouped_matmul(v, At, idx[:, k])
+            r = np.linalg.norm(v, axis=-1)  # (C, 1)
+            if np.any(r == 0):
+                return LyapunovResult(-np.inf, 0.0, k + 1, n_chains, False)
+            v /= r[..., None]
+            if k >= burn_in:
+                total += np.log(r[:, 0])
+    per_chain = total / n_steps
+    return LyapunovResult(
+        float(per_chain.mean()), float(per_chain.std(ddof=1) / np.sqrt(n_chains)), n_steps, n_chains, False
+    )
+
+
+def mean_square_operator(maps) -> scipy.sparse.linalg.LinearOperator:
+    r"""The operator ``S ↦ Σ p_i A_i S A_iᵀ`` on ``d × d`` matrices (flattened row-major).
+
+    In row-major vectorisation it is the matrix ``Σ p_i A_i ⊗ A_i``; each
+    product costs ``O(m d³)`` instead of ``O(d⁴)``.
+    """
+    maps = _check_maps(maps)
+    d = maps.dim
+    A, p = maps.A, maps.probs
+
+    def matvec(x):
+        S = np.asarray(x, dtype=np.float64).reshape(d, d)
+        return np.einsum("m,mij,jk,mlk->il", p, A, S, A, optimize=True).ravel()
+
+    return scipy.sparse.linalg.LinearOperator((d * d, d * d), matvec=matvec, dtype=np.float64)
+
+
+def mean_square_radius(maps, dense_max_dim=20) -> float:
+    r"""Spectral radius of ``𝒜 = Σ p_i A_i ⊗ A_i`` (mean-square stability when ``< 1``).
+
+    For ``d <= dense_max_dim`` the ``d² × d²`` matrix is formed and its
+    eigenvalues computed; for larger ``d`` ARPACK runs on the operator
+    ``S ↦ Σ p_i A_i S A_iᵀ`` without forming it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> maps = ct.AffineMaps([[[0.5]], [[1.2]]], [[0.0], [1.0]])
+    >>> bool(np.isclose(ct.mean_square_radius(maps), 0.5 * 0.25 + 0.5 * 1.44))
+    True
+    """
+    maps = _check_maps(maps)
+    d = maps.dim
+    if d <= dense_max_dim:
+        K = np.einsum("m,mij,mkl->ikjl", maps.probs, maps.A, maps.A).reshape(d * d, d * d)
+        return float(np.abs(np.linalg.eigvals(K)).max())
+    op = mean_square_operator(maps)
+    vals = scipy.sparse.linalg.eigs(op, k=1, which="LM", v0=np.eye(d).ravel(), return_eigenvectors=False,
+                                    tol=1e-10, maxiter=5000)
+    return float(np.abs(vals).max())
+
+
+def tail_index(maps) -> float:
+    r"""Kesten's tail index ``α > 0`` of one-dimensional maps ``θ ↦ a θ + b``: ``E|a|^α = 1``.
+
+    Requires ``E log|a| < 0`` (a stationary law exists) and ``P(|a| > 1) > 0``
+    (otherwise the law has bounded support and ``α = inf`` is returned). The
+    stationary law then has ``P(|θ| > t) ~ C t^{−α}``; its variance is finite
+    iff ``α > 2``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> maps = ct.AffineMaps([[[0.5]], [[2.0]]], [[1.0], [1.0]], probs=[0.75, 0.25])
+    >>> alpha = ct.tail_index(maps)
+    >>> bool(np.isclose(0.75 * 0.5**alpha + 0.25 * 2.0**alpha, 1.0))
+    True
+    """
+    maps = _check_maps(maps)
+    if maps.dim != 1:
+        raise ValueError(f"maps: expected one-dimensional maps (d = 1), got d = {maps.dim}")
+    a = np.abs(maps.A[:, 0, 0])
+    p = maps.probs
+    keep = p > 0
+    a, p = a[keep], p[keep]
+    gamma = lyapunov_exponent(maps).exponent
+    if not gamma < 0:
+        raise ValueError(f"maps: expected E log|a| < 0 (a stationary law), got {gamma:.4g}")
+    if not np.any(a > 1):
+        return float("inf")
+    loga = np.log(np.where(a > 0, a, 1.0))
+
+    def g(alpha):  # log E|a|^α, convex, g(0) = 0, g'(0) = γ < 0
+        terms = np.where(a > 0, np.log(p) + alpha * loga, -np.inf)
+        return float(np.logaddexp.reduce(terms))
+
+    hi = 1.0
+    while g(hi) <= 0:
+        hi *= 2.0
+        if hi > 1e6:  # pragma: no cover - only with degenerate inputs
+            return float("inf")
+    return float(scipy.optimize.brentq(g, 1e-12, hi, xtol=1e-13, rtol=1e-13))
+
+
+@dataclass(frozen=True)
+class StableLearningRates:
+    r"""Learning-rate thresholds of a quadratic or least-squares model.
+
+    Attributes
+    ----------
+    contraction : float
+        Largest ``h`` with ``c = max_i ‖I − h H_i‖₂ < 1``, namely
+        ``2 / max_i λ_max(H_i)``; strict contraction holds for
+        ``0 < h < contraction`` only when ``strict`` is true.
+    strict : bool
+        Every ``H_i`` is positive definite (``μ > 0``); otherwise no ``h``
+        makes every map a strict contraction (``c = 1``).
+    mean : float
+        ``2 / λ_max(Σ p_i H_i)``: below it the mean map ``Ā`` is stable.
+    mean_square : float
+        Largest ``h`` with ``ρ(Σ p_i A_i ⊗ A_i) < 1`` (finite stationary
+        covariance), found by bisection.
+    """
+
+    contraction: float
+    strict: bool
+    mean: float
+    mean_square: float
+
+
+def max_stable_lr(model, rtol=1e-10) -> StableLearningRates:
+    r"""Thresholds on the learning rate for contraction, mean and mean-square stability.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> x = np.array([-1.0, 1.0, 2.0]); model = ct.LinearRegressionModel(x[:, None], x)
+    >>> lr = ct.max_stable_lr(model)   # E x² = 2, E x⁴ = 6: mean-square limit 2·2/6
+    >>> bool(np.isclose(lr.mean_square, 2 / 3)) and lr.contraction == 2 / 4   # 2 / max x²
+    True
+    """
+    H = getattr(model, "hessians", None)
+    if H is None or not hasattr(model, "sgd_maps"):
+        raise TypeError(f"model: expected a QuadraticModel or LinearRegressionModel, got {describe(model)}")
+    eig = np.linalg.eigvalsh(H)
+    lmax = float(eig.max())
+    if lmax <= 0:
+        return StableLearningRates(np.inf, False, np.inf, np.inf)
+    strict = bool(eig.min() > 1e-12 * lmax)
+    Hbar = np.tensordot(model.probs, H, axes=1)
+    mean = 2.0 / float(np.linalg.eigvalsh(Hbar).max())
+    # ρ(h) = ρ(Σ p (I − hH)⊗(I − hH)) is < 1 on an interval (0, h*) with h* <= mean.
+    lo, hi = 0.0, mean
+    if mean_square_radius(model.sgd_maps(hi)) < 1:
+        ms = hi
+    else:
+        while hi - lo > rtol * hi:
+            mid = 0.5 * (lo + hi)
+            if mean_square_radius(model.sgd_maps(mid)) < 1:
+                lo = mid
+            else:
+                hi = mid
+        ms = lo
+    return StableLearningRates(2.0 / lmax, strict, mean, ms)

@@ -1,0 +1,417 @@
+r"""Stationary laws of i.i.d. SGD with affine maps: exact moments, samples, comparisons.
+
+With ``Ā = Σ p_i A_i`` and ``b̄ = Σ p_i b_i``:
+
+* mean ``μ = (I − Ā)^{-1} b̄`` (when ``ρ(Ā) < 1``);
+* second moment ``S = Σ p_i (A_i S A_iᵀ + A_i μ b_iᵀ + b_i μᵀ A_iᵀ + b_i b_iᵀ)``,
+  finite when ``ρ(Σ p_i A_i ⊗ A_i) < 1``; covariance ``Σ_π = S − μ μᵀ``;
+* finite ``n`` (forward and backward alike): ``μ_n = Ā μ_{n−1} + b̄`` and the
+  same recursion for ``S_n``;
+* backward distance ``E‖θ̃_n − θ̃_∞‖² = tr(Q_n M)``, ``Q_n = Σ p_i A_iᵀ Q_{n−1} A_i``,
+  ``M = (θ_0 − μ)(θ_0 − μ)ᵀ + Σ_π``;
+* forward step size ``E‖θ_{n+1} − θ_n‖² = Σ p_i E‖(A_i − I) Z + b_i‖²``, ``Z ~ π``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse.linalg
+import scipy.stats
+
+from ._validation import as_float_array, check_positive_int, describe
+from .diagnostics import lyapunov_exponent, mean_square_operator, mean_square_radius
+from .fixed_point import backward_limits
+from .maps import AffineMaps
+
+__all__ = [
+    "LawComparison",
+    "MomentsAtStep",
+    "StationaryLawError",
+    "StationaryMoments",
+    "StationarySamples",
+    "backward_distance_squared",
+    "compare_laws",
+    "ks_against_cdf",
+    "moments_at_step",
+    "stationary_moments",
+    "stationary_samples",
+    "stationary_step_size",
+    "wasserstein_1d",
+]
+
+
+class StationaryLawError(ValueError):
+    """A stationary quantity that does not exist was asked for (e.g. an infinite covariance)."""
+
+
+@dataclass(frozen=True)
+class StationaryMoments:
+    """Exact stationary moments.
+
+    Attributes
+    ----------
+    mean : ndarray (d,)
+    cov : ndarray (d, d)
+    second_moment : ndarray (d, d)
+        ``E[θ θᵀ]``.
+    residual : float
+        Relative residual of the defining linear equation of the second moment.
+    mean_square_radius : float
+    method : str
+        ``"direct"`` (Kronecker solve), ``"iterative"`` (GMRES on the operator)
+        or ``"common fixed point"`` (a point mass).
+    """
+
+    mean: np.ndarray
+    cov: np.ndarray
+    second_moment: np.ndarray
+    residual: float
+    mean_square_radius: float
+    method: str
+
+
+def _check_maps(maps) -> AffineMaps:
+    if not isinstance(maps, AffineMaps):
+        raise TypeError(f"maps: expected AffineMaps (e.g. model.sgd_maps(lr)), got {describe(maps)}")
+    return maps
+
+
+def _common_fixed_point(maps: AffineMaps):
+    """A point fixed by every map, or ``None``."""
+    d = maps.dim
+    M = (np.eye(d) - maps.A).reshape(-1, d)
+    x, *_ = np.linalg.lstsq(M, maps.b.reshape(-1), rcond=None)
+    scale = max(1.0, float(np.abs(maps.b).max()))
+    if np.abs(M @ x - maps.b.reshape(-1)).max() <= 1e-10 * scale:
+        return x
+    return None
+
+
+def _stationary_mean(maps: AffineMaps) -> np.ndarray:
+    Abar, bbar = maps.mean_map()
+    rho = float(np.abs(np.linalg.eigvals(Abar)).max())
+    if rho >= 1:
+        raise StationaryLawError(
+            f"maps: the mean map is not stable (spectral radius of Σ p_i A_i is {rho:.4g} >= 1); "
+            f"there is no stationary law with a finite mean. Lower the learning rate."
+        )
+    return np.linalg.solve(np.eye(maps.dim) - Abar, bbar)
+
+
+def _second_moment_source(maps: AffineMaps, mu: np.ndarray) -> np.ndarray:
+    p, A, b = maps.probs, maps.A, maps.b
+    Amu = A @ mu  # (m, d)
+    R = np.einsum("m,mi,mj->ij", p, Amu, b)
+    return R + R.T + np.einsum("m,mi,mj->ij", p, b, b)
+
+
+def stationary_moments(maps, method="auto", tol=1e-12, dense_max_dim=20) -> StationaryMoments:
+    r"""Exact mean and covariance of the stationary law ``π`` of forward SGD.
+
+    Parameters
+    ----------
+    maps : AffineMaps
+    method : {"auto", "direct", "iterative"}
+        ``"direct"`` solves the ``d² × d²`` Kronecker system; ``"iterative"``
+        runs GMRES on ``S ↦ S − Σ p_i A_i S A_iᵀ`` (each product ``O(m d³)``).
+        ``"auto"`` is direct for ``d <= dense_max_dim``.
+    tol : float
+        Relative tolerance of the iterative solver.
+
+    Raises
+    ------
+    StationaryLawError
+        When the covariance is infinite (mean-square radius ``>= 1``); the
+        message says whether the stationary law exists (Lyapunov exponent
+        ``γ < 0``: heavy tails) or not. Maps with a common fixed point give a
+        point mass, whatever the radius.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> h = 0.5
+    >>> maps = ct.QuadraticModel([[[1.0]], [[1.0]]], [[1.0], [-1.0]]).sgd_maps(h)
+    >>> mom = ct.stationary_moments(maps)
+    >>> bool(np.isclose(mom.cov[0, 0], h / (2 - h)) and abs(mom.mean[0]) < 1e-15)
+    True
+    """
+    maps = _check_maps(maps)
+    if method not in ("auto", "direct", "iterative"):
+        raise ValueError(f"method: expected 'auto', 'direct' or 'iterative', got {method!r}")
+    d = maps.dim
+    fixed = _common_fixed_point(maps)
+    rho = mean_square_radius(maps, dense_max_dim=dense_max_dim)
+    if fixed is not None:
+        if np.abs(np.linalg.eigvals(maps.mean_map()[0])).max() < 1 or rho < 1:
+            S = np.outer(fixed, fixed)
+            return StationaryMoments(fixed, np.zeros((d, d)), S, 0.0, rho, "common fixed point")
+    if rho >= 1.0 - 1e-12:  # at ρ = 1 the variance is already infinite
+        gamma = lyapunov_exponent(maps, rng=np.random.default_rng(0))
+        if gamma.exponent + 3 * gamma.stderr < 0:
+            law = (f"The stationary law exists (Lyapunov exponent γ ≈ {gamma.exponent:.4g} < 0) but is "
+                   f"heavy-tailed with infinite variance; use stationary_samples and tail "
+                   f"diagnostics instead, or lower the learning rate.")
+        elif gamma.exponent - 3 * gamma.stderr > 0:
+            law = (f"There is no stationary law either (Lyapunov exponent γ ≈ {gamma.exponent:.4g} > 0): "
+                   f"the iterates diverge. Lower the learning rate.")
+        else:
+            law = f"The Lyapunov exponent γ ≈ {gamma.exponent:.4g} is too close to 0 to decide whether a law exists."
+        raise StationaryLawError(
+            f"maps: the stationary covariance is infinite (mean-square radius ρ(Σ p_i A_i⊗A_i) = "
+            f"{rho:.6g} >= 1). {law}"
+        )
+    mu = _stationary_mean(maps)
+    R = _second_moment_source(maps, mu)
+    op = mean_square_operator(maps)
+    use_direct = method == "direct" or (method == "auto" and d <= dense_max_dim)
+    if use_direct:
+        K = np.einsum("m,mij,mkl->ikjl", maps.probs, maps.A, maps.A).reshape(d * d, d * d)
+        S = np.linalg.solve(np.eye(d * d) - K, R.ravel()).reshape(d, d)
+        used = "direct"
+    else:
+        lhs = scipy.sparse.linalg.LinearOperator((d * d, d * d), matvec=lambda x: x - op.matvec(x),
+                                                 dtype=np.float64)
+        x0 = (R + np.outer(mu, mu)).ravel()
+        sol, info = scipy.sparse.linalg.gmres(lhs, R.ravel(), x0=x0, rtol=tol, atol=0.0, restart=50,
+                                              maxiter=2000)
+        if info != 0:
+            raise StationaryLawError(
+                f"method: the iterative solver did not converge (info={info}); use method='direct' "
+                f"or a smaller learning rate"
+            )
+        S = sol.reshape(d, d)
+        used = "iterative"
+    S = 0.5 * (S + S.T)
+    residual = float(np.linalg.norm(S.ravel() - op.matvec(S.ravel()) - R.ravel()) /
+                     max(np.linalg.norm(R), np.finfo(float).tiny))
+    cov = S - np.outer(mu, mu)
+    return StationaryMoments(mu, 0.5 * (cov + cov.T), S, residual, rho, used)
+
+
+@dataclass(frozen=True)
+class MomentsAtStep:
+    """Mean and covariance of ``θ_n`` (equivalently ``θ̃_n``) from a fixed ``θ_0``."""
+
+    n: int
+    mean: np.ndarray
+    cov: np.ndarray
+
+
+def moments_at_step(maps, theta0, n) -> MomentsAtStep:
+    r"""Exact mean and covariance of ``θ_n`` for i.i.d. batches (the same for ``θ̃_n``).
+
+    ``μ_n = Ā μ_{n−1} + b̄`` and
+    ``S_n = Σ p_i (A_i S_{n−1} A_iᵀ + A_i μ_{n−1} b_iᵀ + b_i μ_{n−1}ᵀ A_iᵀ + b_i b_iᵀ)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> maps = ct.AffineMaps([[[0.5]], [[0.5]]], [[0.5], [-0.5]])
+    >>> m1 = ct.moments_at_step(maps, [2.0], 1)   # θ_1 = 1 ± 0.5
+    >>> bool(np.isclose(m1.mean[0], 1.0) and np.isclose(m1.cov[0, 0], 0.25))
+    True
+    """
+    maps = _check_maps(maps)
+    n = check_positive_int(n, "n", minimum=0)
+    theta0 = as_float_array(theta0, "theta0", ndim=1)
+    if theta0.shape != (maps.dim,):
+        raise ValueError(f"theta0: expected shape ({maps.dim},), got {describe(theta0)}")
+    Abar, bbar = maps.mean_map()
+    mu, S = theta0.copy(), np.outer(theta0, theta0)
+    p, A = maps.probs, maps.A
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(n):
+            S = np.einsum("m,mij,jk,mlk->il", p, A, S, A, optimize=True) + _second_moment_source(maps, mu)
+            mu = Abar @ mu + bbar
+    if not (np.all(np.isfinite(S)) and np.all(np.isfinite(mu))):
+        raise StationaryLawError(f"n: the moments overflow before step {n}; the maps expand in mean square")
+    cov = S - np.outer(mu, mu)
+    return MomentsAtStep(n, mu, 0.5 * (cov + cov.T))
+
+
+def backward_distance_squared(maps, theta0, n_steps) -> np.ndarray:
+    r"""``E‖θ̃_n − θ̃_∞‖² = tr(Q_n M)`` for ``n = 0, …, n_steps``.
+
+    ``Q_0 = I``, ``Q_n = Σ p_i A_iᵀ Q_{n−1} A_i`` and
+    ``M = (θ_0 − μ)(θ_0 − μ)ᵀ + Σ_π``. Requires a finite covariance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> maps = ct.QuadraticModel([[[1.0]], [[1.0]]], [[1.0], [-1.0]]).sgd_maps(0.5)
+    >>> dist = ct.backward_distance_squared(maps, [0.0], 3)
+    >>> bool(np.allclose(dist, (1 / 3) * 0.25 ** np.arange(4)))   # Var π = 1/3, Q_n = 4^{-n}
+    True
+    """
+    maps = _check_maps(maps)
+    n_steps = check_positive_int(n_steps, "n_steps", minimum=0)
+    theta0 = as_float_array(theta0, "theta0", ndim=1)
+    if theta0.shape != (maps.dim,):
+        raise ValueError(f"theta0: expected shape ({maps.dim},), got {describe(theta0)}")
+    mom = stationary_moments(maps)
+    diff = theta0 - mom.mean
+    M = np.outer(diff, diff) + mom.cov
+    Q = np.eye(maps.dim)
+    out = np.empty(n_steps + 1)
+    for n in range(n_steps + 1):
+        out[n] = np.sum(Q * M)
+        Q = np.einsum("m,mji,jk,mkl->il", maps.probs, maps.A, Q, maps.A, optimize=True)
+    return out
+
+
+def stationary_step_size(maps) -> float:
+    r"""Forward SGD's mean squared step in stationarity, ``E‖θ_{n+1} − θ_n‖²``.
+
+    ``Σ p_i [tr((A_i − I) S (A_i − I)ᵀ) + 2 b_iᵀ (A_i − I) μ + ‖b_i‖²]`` with
+    ``S = E[Z Zᵀ]``, ``Z ~ π``. Zero iff all maps share a fixed point.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> maps = ct.QuadraticModel([[[1.0]], [[1.0]]], [[1.0], [-1.0]]).sgd_maps(0.5)
+    >>> bool(np.isclose(ct.stationary_step_size(maps), 0.25 * (1 / 3) + 0.25))  # E(−Z/2 ± 1/2)²
+    True
+    """
+    maps = _check_maps(maps)
+    mom = stationary_moments(maps)
+    B = maps.A - np.eye(maps.dim)
+    quad = np.einsum("mij,jk,mik->m", B, mom.second_moment, B)
+    cross = 2 * np.einsum("mi,mij,j->m", maps.b, B, mom.mean)
+    return float(maps.probs @ (quad + cross + np.sum(maps.b**2, axis=1)))
+
+
+@dataclass(frozen=True)
+class StationarySamples:
+    """Samples of the stationary law.
+
+    Attributes
+    ----------
+    samples : ndarray (n_samples, d)
+    method : str
+    n_steps : ndarray (n_samples,)
+        Steps used by each sample.
+    error_bound : float
+        Backward: largest bound on ``‖sample − θ̃_∞‖`` (kind in ``bound_kind``);
+        forward: ``nan`` (burn-in only).
+    bound_kind : str
+    """
+
+    samples: np.ndarray
+    method: str
+    n_steps: np.ndarray
+    error_bound: float
+    bound_kind: str
+
+
+def stationary_samples(maps, n_samples, method="backward", rng=None, theta0=None, tol=1e-10,
+                       burn_in=None, max_steps=100_000) -> StationarySamples:
+    r"""Samples of the stationary law ``π``.
+
+    ``method="backward"``: independent backward limits, perfect samples up to
+    the error bound (Letac's principle; the sequence of each sample is
+    extended, never redrawn). ``method="forward"``: the last of ``burn_in``
+    forward steps of independent chains (approximate: the law of ``θ_n``
+    only approaches ``π``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> maps = ct.QuadraticModel([[[1.0]], [[1.0]]], [[1.0], [-1.0]]).sgd_maps(0.5)
+    >>> res = ct.stationary_samples(maps, 2000, rng=0)
+    >>> res.samples.shape == (2000, 1) and res.error_bound <= 1e-10
+    True
+    >>> bool(ct.ks_against_cdf(res.samples[:, 0], lambda x: (x + 1) / 2).pvalue > 0.001)  # Uniform[-1, 1]
+    True
+    """
+    maps = _check_maps(maps)
+    n_samples = check_positive_int(n_samples, "n_samples")
+    if method not in ("backward", "forward"):
+        raise ValueError(f"method: expected 'backward' or 'forward', got {method!r}")
+    if theta0 is None:
+        try:
+            theta0 = _stationary_mean(maps)
+        except StationaryLawError:
+            theta0 = np.zeros(maps.dim)
+    if method == "backward":
+        res = backward_limits(maps, theta0, n_samples, rng=rng, tol=tol, max_steps=max_steps)
+        if not res.converged.all():
+            raise StationaryLawError(
+                f"max_steps: {int((~res.converged).sum())} of {n_samples} backward samples did not reach "
+                f"tol={tol:g} within {max_steps} steps; raise max_steps or loosen tol"
+            )
+        return StationarySamples(res.x, "backward", res.n_steps, float(res.error_bound.max()), res.bound_kind)
+    from .iterates import forward_iterates
+    from .sampling import sample_batches
+
+    if burn_in is None:
+        gamma = lyapunov_exponent(maps, rng=np.random.default_rng(0)).exponent
+        burn_in = int(min(max_steps, np.ceil(np.log(tol) / min(gamma, -1e-6))))
+    burn_in = check_positive_int(burn_in, "burn_in")
+    idx = sample_batches(maps.n_maps, burn_in, n_samples, probs=maps.probs, rng=rng)
+    x = forward_iterates(maps, theta0, idx, save_steps=[burn_in])[:, 0]
+    return StationarySamples(x, "forward", np.full(n_samples, burn_in), float("nan"), "none")
+
+
+# --- comparing laws (built on scipy.stats) --------------------------------------
+
+
+@dataclass(frozen=True)
+class LawComparison:
+    """Result of a test of equality of laws."""
+
+    statistic: float
+    pvalue: float
+    method: str
+
+
+def ks_against_cdf(samples, cdf) -> LawComparison:
+    """One-sample Kolmogorov–Smirnov test of 1-D ``samples`` against an exact ``cdf``."""
+    x = as_float_array(samples, "samples", ndim=1)
+    res = scipy.stats.kstest(x, cdf)
+    return LawComparison(float(res.statistic), float(res.pvalue), "Kolmogorov-Smirnov (exact CDF)")
+
+
+def compare_laws(x, y, rng=None, n_projections=16) -> LawComparison:
+    """Two-sample test of equal laws.
+
+    1-D samples: two-sample Kolmogorov–Smirnov. ``d``-dimensional samples:
+    KS on ``n_projections`` random directions with a Bonferroni correction
+    (statistic: the largest KS distance).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> same = compare_laws(rng.normal(size=(500, 2)), rng.normal(size=(500, 2)), rng=1)
+    >>> shifted = compare_laws(rng.normal(size=(500, 2)), 0.5 + rng.normal(size=(500, 2)), rng=1)
+    >>> same.pvalue > 0.01 and shifted.pvalue < 1e-6
+    True
+    """
+    x = as_float_array(x, "x", ndim=(1, 2))
+    y = as_float_array(y, "y", ndim=(1, 2))
+    if x.ndim == 1 and y.ndim == 1:
+        res = scipy.stats.ks_2samp(x, y)
+        return LawComparison(float(res.statistic), float(res.pvalue), "two-sample Kolmogorov-Smirnov")
+    x, y = np.atleast_2d(x.T).T, np.atleast_2d(y.T).T
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"y: expected samples of dimension {x.shape[1]}, got {describe(y)}")
+    n_projections = check_positive_int(n_projections, "n_projections")
+    dirs = np.random.default_rng(rng).normal(size=(n_projections, x.shape[1]))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    stats = [scipy.stats.ks_2samp(x @ u, y @ u) for u in dirs]
+    p = min(1.0, n_projections * min(s.pvalue for s in stats))
+    return LawComparison(float(max(s.statistic for s in stats)), float(p),
+                         f"KS on {n_projections} random projections (Bonferroni)")
+
+
+def wasserstein_1d(x, y) -> float:
+    """Wasserstein-1 distance between two 1-D samples (``scipy.stats.wasserstein_distance``)."""
+    return float(scipy.stats.wasserstein_distance(as_float_array(x, "x", ndim=1), as_float_array(y, "y", ndim=1)))
