@@ -94,11 +94,12 @@ def _spread_estimate(maps: AffineMaps, theta0: np.ndarray, rng) -> np.ndarray:
     return np.quantile(dist, 0.999, axis=1)
 
 
-def backward_limits(maps, theta0, n_chains, rng=None, tol=1e-10, max_steps=100_000, chunk=64) -> BackwardLimits:
+def backward_limits(maps, theta0, n_chains, rng=None, tol=1e-10, max_steps=100_000, chunk=8) -> BackwardLimits:
     """Backward limits of ``n_chains`` independent i.i.d. batch sequences, vectorized.
 
-    Each chain runs until its error bound is ``<= tol`` (checked every
-    ``chunk`` steps) or ``max_steps``; see :func:`backward_fixed_point`.
+    Each chain runs until its error bound is ``<= tol`` or ``max_steps``;
+    the bound is checked after chunks of ``chunk`` steps, doubling up to 1024.
+    See :func:`backward_fixed_point`.
     """
     if not isinstance(maps, AffineMaps):
         raise TypeError(f"maps: expected AffineMaps, got {describe(maps)}")
@@ -142,6 +143,7 @@ def backward_limits(maps, theta0, n_chains, rng=None, tol=1e-10, max_steps=100_0
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         while active.size and n < max_steps:
             k = min(chunk, max_steps - n)
+            chunk = min(2 * chunk, 1024)
             idx = np.stack([gens[i].choice(m, size=k, p=maps.probs) for i in active])
             P = carry[active]
             for j in range(k):

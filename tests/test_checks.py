@@ -1,0 +1,130 @@
+"""Every theorem check passes, and fails when fed a deliberately wrong ingredient."""
+
+import json
+
+import numpy as np
+import pytest
+
+import contraction as ct
+import proofs_checks
+from contraction.cli import main
+from proofs_checks import (
+    c01_backward_contraction,
+    c02_forgetting,
+    c03_forward_no_pointwise,
+    c04_equality_in_law,
+    c05_letac,
+    c06_geometric_in_law,
+    c07_exact_moments,
+    c08_average_contraction,
+    c12_examples,
+)
+
+
+def wrong_step_size(maps):
+    """Forgets the offsets b_i in E‖(A_i − I)Z + b_i‖²."""
+    mom = ct.stationary_moments(maps)
+    B = maps.A - np.eye(maps.dim)
+    return float(maps.probs @ np.einsum("mij,jk,mik->m", B, mom.second_moment, B))
+
+
+def always_reshuffle(n_batches, n_steps, n_chains=1, scheme="iid", probs=None, rng=None):
+    """Reshuffled batches passed off as i.i.d. (the reshuffled mid-epoch law)."""
+    return ct.sample_batches(n_batches, n_steps, n_chains, scheme="reshuffle", rng=rng)
+
+
+def unconverged_sampler(maps, n, rng=None, **kw):
+    """Forward iterates after 2 steps passed off as stationary samples."""
+    return ct.stationary_samples(maps, n, method="forward", rng=rng, burn_in=2)
+
+
+def transposed_mean(maps, theta0, n):
+    """Mean recursion with Āᵀ instead of Ā."""
+    Abar, bbar = maps.mean_map()
+    mu = np.asarray(theta0, float)
+    for _ in range(n):
+        mu = Abar.T @ mu + bbar
+    return ct.MomentsAtStep(n, mu, np.zeros((maps.dim, maps.dim)))
+
+
+def covariance_without_cross_terms(maps):
+    """Wrong covariance: S = Σ p A S Aᵀ + Σ p b bᵀ (drops A μ bᵀ + b μᵀ Aᵀ)."""
+    right = ct.stationary_moments(maps)
+    d = maps.dim
+    K = np.einsum("m,mij,mkl->ikjl", maps.probs, maps.A, maps.A).reshape(d * d, d * d)
+    R = np.einsum("m,mi,mj->ij", maps.probs, maps.b, maps.b)
+    S = np.linalg.solve(np.eye(d * d) - K, R.ravel()).reshape(d, d)
+    return ct.StationaryMoments(right.mean, S - np.outer(right.mean, right.mean), S, 0.0,
+                                right.mean_square_radius, "wrong")
+
+
+def distance_without_stationary_spread(maps, theta0, n_steps):
+    """tr(Q_n M) with M = (θ0 − μ)(θ0 − μ)ᵀ only (drops Σ_π)."""
+    mom = ct.stationary_moments(maps)
+    diff = np.asarray(theta0) - mom.mean
+    Q, out = np.eye(maps.dim), []
+    for _ in range(n_steps + 1):
+        out.append(diff @ Q @ diff)
+        Q = np.einsum("m,mji,jk,mkl->il", maps.probs, maps.A, Q, maps.A)
+    return np.array(out)
+
+
+def swapped_cdf(lr):
+    """Uniform and Cantor laws swapped."""
+    return ct.two_point_cdf(2 / 3 if np.isclose(lr, 0.5) else 0.5)
+
+
+CASES = [
+    (c01_backward_contraction, {"backward": ct.forward_iterates}),  # swapped composition order
+    (c02_forgetting, {"constant": lambda maps: 0.9 * ct.contraction_constant(maps)}),
+    (c03_forward_no_pointwise, {"step_size": wrong_step_size}),
+    (c04_equality_in_law, {"sample": always_reshuffle}),
+    (c05_letac, {"sampler": unconverged_sampler}),
+    (c06_geometric_in_law, {"moments": transposed_mean}),
+    (c07_exact_moments, {"moments": covariance_without_cross_terms}),
+    (c08_average_contraction, {"distance": distance_without_stationary_spread}),
+    (c12_examples, {"cdf": swapped_cdf}),
+]
+IDS = [m.__name__.split(".")[-1] for m, _ in CASES]
+
+
+@pytest.mark.parametrize("module,wrong", CASES, ids=IDS)
+def test_check_passes(module, wrong):
+    result = module.check(quick=True)
+    assert result.passed, result
+    assert result.claim in proofs_checks.CLAIMS
+
+
+@pytest.mark.parametrize("module,wrong", CASES, ids=IDS)
+def test_check_fails_with_a_wrong_ingredient(module, wrong):
+    result = module.check(quick=True, **wrong)
+    assert not result.passed, result
+
+
+def test_run_check_reports_exceptions_as_failures(monkeypatch):
+    def boom(quick=False):
+        raise RuntimeError("deliberate")
+
+    monkeypatch.setattr(c02_forgetting, "check", boom)
+    r = proofs_checks.run_check("C2", quick=True)
+    assert not r.passed and "deliberate" in r.details["error"]
+
+
+def test_verify_cli_writes_json_and_exit_status(tmp_path, capsys):
+    out = tmp_path / "res.json"
+    assert main(["verify", "--quick", "--only", "C1", "C6", "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert [r["claim"] for r in payload["results"]] == ["C1", "C6"]
+    assert all(r["passed"] for r in payload["results"])
+    table = capsys.readouterr().out
+    assert "C1" in table and "PASS" in table and "2 passed, 0 failed" in table
+
+
+def test_verify_cli_fails_when_a_check_fails(monkeypatch, capsys):
+    monkeypatch.setattr(c02_forgetting, "check", lambda quick=False: c02_forgetting.__dict__["_wrong"]())
+    c02_forgetting._wrong = lambda: proofs_checks.make_result("C2", "x", 2.0, 1.0, "<=", 0.0, 0.0)
+    try:
+        assert main(["verify", "--quick", "--only", "C2"]) == 1
+    finally:
+        del c02_forgetting._wrong
+    assert "FAIL" in capsys.readouterr().out

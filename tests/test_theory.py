@@ -1,0 +1,203 @@
+"""Diagnostics, certified backward limits and exact stationary moments."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import given
+from hypothesis import strategies as st
+
+import contraction as ct
+from strategies import affine_maps, quadratic_models
+
+
+@given(quadratic_models(), st.floats(0.01, 1.0))
+def test_contraction_constant_of_quadratic_is_max_of_eigen_formula(model, h):
+    eig = np.linalg.eigvalsh(model.hessians)
+    expected = np.max(np.maximum(np.abs(1 - h * eig.min(1)), np.abs(1 - h * eig.max(1))))
+    assert np.isclose(ct.contraction_constant(model.sgd_maps(h)), expected)
+
+
+def test_lyapunov_exponent_of_commuting_diagonal_maps():
+    A = np.array([np.diag([0.5, 1.5]), np.diag([1.2, 0.4])])
+    maps = ct.AffineMaps(A, np.zeros((2, 2)), probs=[0.3, 0.7])
+    exact = max(0.3 * np.log(0.5) + 0.7 * np.log(1.2), 0.3 * np.log(1.5) + 0.7 * np.log(0.4))
+    res = ct.lyapunov_exponent(maps, rng=0, n_steps=4000, n_chains=32)
+    assert abs(res.exponent - exact) < 4 * res.stderr + 2e-3
+    assert not res.exact and res.stderr > 0
+
+
+def test_lyapunov_exponent_is_deterministic_given_rng():
+    maps = ct.AffineMaps(np.random.default_rng(0).normal(size=(3, 2, 2)), np.zeros((3, 2)))
+    assert ct.lyapunov_exponent(maps, rng=4) == ct.lyapunov_exponent(maps, rng=4)
+
+
+@given(affine_maps(max_dim=3))
+def test_mean_square_radius_dense_equals_operator(maps):
+    dense = ct.mean_square_radius(maps)
+    sparse = ct.mean_square_radius(maps, dense_max_dim=0) if maps.dim > 1 else dense
+    assert np.isclose(dense, sparse, rtol=1e-6, atol=1e-9)
+
+
+def test_mean_square_radius_large_d_without_forming_kronecker():
+    rng = np.random.default_rng(1)
+    d = 24
+    A = rng.normal(size=(3, d, d)) / np.sqrt(d) * 0.6
+    maps = ct.AffineMaps(A, np.zeros((3, d)))
+    K = sum(np.kron(a, a) for a in A) / 3
+    assert np.isclose(ct.mean_square_radius(maps), np.abs(np.linalg.eigvals(K)).max(), rtol=1e-7)
+
+
+def test_tail_index_solves_moment_equation_and_is_two_at_threshold():
+    e3 = ct.gaussian_least_squares_1d(500)
+    alpha = ct.tail_index(e3.sgd_maps(2 / 3))
+    assert abs(alpha - 2.0) < 1e-9
+    maps = e3.sgd_maps(1.3)
+    a = ct.tail_index(maps)
+    assert np.isclose(maps.probs @ np.abs(maps.A[:, 0, 0]) ** a, 1.0)
+    assert ct.tail_index(ct.two_point_quadratic().sgd_maps(0.5)) == np.inf
+    with pytest.raises(ValueError, match="maps"):
+        ct.tail_index(e3.sgd_maps(2.6))
+
+
+def test_max_stable_lr_brackets_the_mean_square_threshold():
+    model = ct.LinearRegressionModel(np.random.default_rng(2).normal(size=(10, 2)), np.ones(10))
+    lr = ct.max_stable_lr(model)
+    assert ct.mean_square_radius(model.sgd_maps(lr.mean_square * 0.999)) < 1
+    assert ct.mean_square_radius(model.sgd_maps(lr.mean_square * 1.001)) > 1
+    assert not lr.strict and lr.mean_square <= lr.mean
+
+
+@given(affine_maps(contraction=0.9))
+def test_stationary_moments_solve_their_equation(maps):
+    mom = ct.stationary_moments(maps)
+    Abar, bbar = maps.mean_map()
+    np.testing.assert_allclose(mom.mean, Abar @ mom.mean + bbar, atol=1e-9)
+    S = mom.second_moment
+    rhs = sum(p * (A @ S @ A.T + np.outer(A @ mom.mean, b) + np.outer(b, A @ mom.mean) + np.outer(b, b))
+              for p, A, b in zip(maps.probs, maps.A, maps.b))
+    np.testing.assert_allclose(S, rhs, atol=1e-8 * max(1, np.abs(S).max()))
+    assert mom.residual < 1e-10
+    np.testing.assert_allclose(mom.cov, mom.cov.T)
+    assert np.linalg.eigvalsh(mom.cov).min() > -1e-9
+
+
+def test_moments_agree_with_solve_discrete_lyapunov_for_shared_A():
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(3, 3))
+    A *= 0.8 / np.abs(np.linalg.eigvals(A)).max()
+    b = rng.normal(size=(5, 3))
+    maps = ct.AffineMaps(np.broadcast_to(A, (5, 3, 3)), b)
+    cov_b = np.cov(b.T, bias=True)
+    expected = scipy.linalg.solve_discrete_lyapunov(A, cov_b)  # A X Aᵀ − X + Q = 0
+    np.testing.assert_allclose(ct.stationary_moments(maps).cov, expected, atol=1e-12)
+
+
+def test_direct_and_iterative_solvers_agree():
+    rng = np.random.default_rng(4)
+    d = 6
+    G = rng.normal(size=(4, d, d))
+    model = ct.QuadraticModel(G @ G.transpose(0, 2, 1) / d + 0.1 * np.eye(d), rng.normal(size=(4, d)))
+    maps = model.sgd_maps(0.1)
+    direct = ct.stationary_moments(maps, method="direct")
+    iterative = ct.stationary_moments(maps, method="iterative", tol=1e-13)
+    assert iterative.method == "iterative" and iterative.residual < 1e-10
+    np.testing.assert_allclose(iterative.cov, direct.cov, atol=1e-10)
+
+
+def test_covariance_refused_with_reason():
+    e3 = ct.gaussian_least_squares_1d(500)
+    with pytest.raises(ct.StationaryLawError, match="heavy-tailed"):
+        ct.stationary_moments(e3.sgd_maps(2 / 3))
+    with pytest.raises(ct.StationaryLawError, match="no stationary law"):
+        ct.stationary_moments(e3.sgd_maps(2.6))
+    assert np.isfinite(ct.stationary_moments(e3.sgd_maps(0.66)).cov).all()
+
+
+def test_common_fixed_point_gives_point_mass_even_when_not_mean_square_stable():
+    X = np.random.default_rng(5).normal(size=(6, 2))
+    model = ct.LinearRegressionModel(X, X @ [1.0, -2.0])
+    mom = ct.stationary_moments(model.sgd_maps(0.3))
+    np.testing.assert_allclose(mom.mean, [1.0, -2.0], atol=1e-10)
+    assert mom.method == "common fixed point" and np.all(mom.cov == 0)
+    assert abs(ct.stationary_step_size(model.sgd_maps(0.3))) < 1e-12
+
+
+def test_moments_at_step_tend_to_stationary_moments():
+    maps = ct.QuadraticModel(np.stack([np.eye(2), 2 * np.eye(2)]), [[1.0, 0.0], [0.0, 1.0]]).sgd_maps(0.3)
+    far = ct.moments_at_step(maps, [5.0, 5.0], 200)
+    mom = ct.stationary_moments(maps)
+    np.testing.assert_allclose(far.mean, mom.mean, atol=1e-12)
+    np.testing.assert_allclose(far.cov, mom.cov, atol=1e-12)
+    assert np.all(ct.moments_at_step(maps, [5.0, 5.0], 0).cov == 0)
+
+
+def test_backward_distance_matches_enumeration():
+    maps = ct.AffineMaps([[[0.5]], [[-0.3]]], [[1.0], [0.2]])
+    n, theta0 = 3, np.array([2.0])
+    # exact: E‖P_n(θ0 − Z)‖² = E[P_n²] (θ0 − μ)² + E[P_n²] Var Z, P_n = product of slopes
+    EP2 = np.mean([0.25, 0.09]) ** n
+    mom = ct.stationary_moments(maps)
+    expected = EP2 * ((theta0[0] - mom.mean[0]) ** 2 + mom.cov[0, 0])
+    assert np.isclose(ct.backward_distance_squared(maps, theta0, n)[-1], expected)
+
+
+def test_backward_fixed_point_bound_and_reuse_of_sequence():
+    rng = np.random.default_rng(6)
+    A = rng.normal(size=(3, 2, 2))
+    A *= 0.7 / np.linalg.norm(A, 2, axis=(1, 2))[:, None, None]
+    maps = ct.AffineMaps(A, rng.normal(size=(3, 2)))
+    loose = ct.backward_fixed_point(maps, rng=9, tol=1e-3)
+    tight = ct.backward_fixed_point(maps, rng=9, tol=1e-13)
+    assert loose.bound_kind == "certified" and tight.converged
+    assert np.linalg.norm(loose.x - tight.x) <= loose.error_bound + tight.error_bound
+    assert tight.n_steps > loose.n_steps
+
+
+def test_backward_fixed_point_reports_non_convergence():
+    maps = ct.AffineMaps([[[0.999]], [[0.999]]], [[1.0], [-1.0]])
+    with pytest.warns(ct.NonConvergenceWarning, match="raise max_steps"):
+        res = ct.backward_fixed_point(maps, rng=0, tol=1e-12, max_steps=64)
+    assert not res.converged and res.error_bound > 1e-12
+
+
+def test_backward_fixed_point_refuses_expanding_maps():
+    maps = ct.AffineMaps([[[1.5]], [[1.2]]], [[1.0], [-1.0]])
+    with pytest.raises(ValueError, match="Lyapunov"):
+        ct.backward_fixed_point(maps, rng=0)
+
+
+def test_stationary_samples_forward_and_backward():
+    maps = ct.two_point_quadratic().sgd_maps(0.5)
+    b = ct.stationary_samples(maps, 3000, rng=1)
+    f = ct.stationary_samples(maps, 3000, method="forward", rng=2)
+    assert b.method == "backward" and f.method == "forward" and b.error_bound <= 1e-10
+    assert ct.compare_laws(b.samples[:, 0], f.samples[:, 0]).pvalue > 1e-3
+    again = ct.stationary_samples(maps, 3000, rng=1)
+    assert np.array_equal(again.samples, b.samples)
+
+
+def test_law_comparisons_detect_differences():
+    rng = np.random.default_rng(7)
+    u = rng.uniform(-1, 1, 4000)
+    assert ct.ks_against_cdf(u, ct.two_point_cdf(0.5)).pvalue > 1e-3
+    assert ct.ks_against_cdf(u, ct.two_point_cdf(2 / 3)).pvalue < 1e-6
+    assert ct.compare_laws(u, u + 0.2).pvalue < 1e-6
+    assert np.isclose(ct.wasserstein_1d(u, u + 0.1), 0.1)
+
+
+def test_bad_inputs_of_theory_functions():
+    maps = ct.two_point_quadratic().sgd_maps(0.5)
+    with pytest.raises(TypeError, match="^maps:"):
+        ct.contraction_constant(ct.two_point_quadratic())
+    with pytest.raises(ValueError, match="^method:"):
+        ct.stationary_moments(maps, method="magic")
+    with pytest.raises(ValueError, match="^theta0:"):
+        ct.moments_at_step(maps, [0.0, 0.0], 3)
+    with pytest.raises(ValueError, match="^tol:"):
+        ct.backward_fixed_point(maps, tol=-1.0)
+    with pytest.raises(ValueError, match="^method:"):
+        ct.stationary_samples(maps, 10, method="sideways")
+    with pytest.raises(ValueError, match="^lr:"):
+        ct.two_point_cdf(0.3)
