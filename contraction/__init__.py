@@ -5,6 +5,12 @@ Forward SGD composes batch maps as ``T_{ξ_n} ∘ … ∘ T_{ξ_1}``; backward S
 are affine, and checks the theorems that relate them.
 """
 
+from .approximations import (
+    ApproximateIterates,
+    bracket_corrected_iterates,
+    sliding_backward_iterates,
+    windowed_backward_iterates,
+)
 from ._validation import ContractionWarning, DivergenceError, NonConvergenceWarning
 from .diagnostics import (
     LyapunovResult,
@@ -58,6 +64,7 @@ def __getattr__(name):
 
 __all__ = [
     "AffineMaps",
+    "ApproximateIterates",
     "ContractionWarning",
     "DivergenceError",
     "FixedPointResult",
@@ -75,6 +82,7 @@ __all__ = [
     "backward_distance_squared",
     "backward_fixed_point",
     "backward_iterates",
+    "bracket_corrected_iterates",
     "chain_generators",
     "compare_laws",
     "compose_affine",
@@ -89,6 +97,7 @@ __all__ = [
     "mean_square_radius",
     "moments_at_step",
     "sample_batches",
+    "sliding_backward_iterates",
     "stationary_moments",
     "stationary_samples",
     "stationary_step_size",
@@ -96,4 +105,5 @@ __all__ = [
     "two_point_cdf",
     "two_point_quadratic",
     "wasserstein_1d",
+    "windowed_backward_iterates",
 ]

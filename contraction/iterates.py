@@ -25,7 +25,7 @@ import numpy as np
 from ._validation import DivergenceError, as_float_array, describe
 from .maps import AffineMaps, _grouped_matmul, _sort_by_batch, _use_groups, as_indices
 
-__all__ = ["forward_iterates", "backward_iterates", "prepare_iteration"]
+__all__ = ["apply_words", "forward_iterates", "backward_iterates", "prepare_iteration"]
 
 # Memory allowed for one block of the backward prefix scan (bytes).
 _SCAN_BUDGET = 1 << 24
@@ -204,20 +204,35 @@ def _general_forward(maps, theta0, idx, steps):
     return out
 
 
+def apply_words(maps, starts, idx, first, last):
+    """Apply ``T_{ξ_first} ∘ … ∘ T_{ξ_last}`` to ``starts``, many words side by side.
+
+    ``starts`` (C, k, d); ``idx`` (C, n) batch sequences; ``first``, ``last``
+    int arrays (k,) of 1-based step numbers (a word is empty when
+    ``first > last``). Round ``r`` applies, for every word still active, its
+    letter ``ξ_{last − r}`` (the newest first): one vectorized ``step`` call
+    per round over all active words of all chains. Returns (C, k, d).
+    """
+    C = idx.shape[0]
+    d = starts.shape[-1]
+    states = np.array(starts, dtype=np.float64, copy=True)
+    first = np.asarray(first, dtype=np.int64)
+    last = np.asarray(last, dtype=np.int64)
+    lengths = np.maximum(last - first + 1, 0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for r in range(int(lengths.max(initial=0))):
+            cols = np.flatnonzero(lengths > r)
+            letters = last[cols] - r - 1  # 0-based column of ξ_{last − r}
+            active = states[:, cols].reshape(-1, d)
+            index = idx[:, letters].reshape(-1)
+            states[:, cols] = np.asarray(maps.step(active, index), dtype=np.float64).reshape(C, -1, d)
+    return states
+
+
 def _general_backward(maps, theta0, idx, steps):
     """All requested ``θ̃_n`` side by side: at round r every ``n ≥ r`` applies ``ξ_{n−r+1}``."""
-    C, n = idx.shape
-    d = theta0.shape[1]
-    k = steps.size
-    states = np.broadcast_to(theta0[:, None, :], (C, k, d)).copy()
-    with np.errstate(over="ignore", invalid="ignore"):
-        for r in range(1, int(steps[-1]) + 1):
-            first = int(np.searchsorted(steps, r))  # steps[first:] >= r are still active
-            cols = steps[first:] - r  # 0-based position of ξ_{n−r+1}
-            active = states[:, first:].reshape(-1, d)
-            index = idx[:, cols].reshape(-1)
-            states[:, first:] = np.asarray(maps.step(active, index), dtype=np.float64).reshape(C, -1, d)
-    return states
+    starts = np.broadcast_to(theta0[:, None, :], (idx.shape[0], steps.size, theta0.shape[1]))
+    return apply_words(maps, starts, idx, np.ones_like(steps), steps)
 
 
 def forward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:

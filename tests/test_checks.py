@@ -17,6 +17,7 @@ from proofs_checks import (
     c06_geometric_in_law,
     c07_exact_moments,
     c08_average_contraction,
+    c11_practical,
     c12_examples,
 )
 
@@ -69,6 +70,12 @@ def distance_without_stationary_spread(maps, theta0, n_steps):
     return np.array(out)
 
 
+def forward_as_corrected(maps, theta0, idx, window):
+    """No bracket correction at all (plain forward SGD)."""
+    x = ct.forward_iterates(maps, theta0, idx)
+    return ct.ApproximateIterates(x, np.arange(x.shape[1]), "forward", window, 0, 0)
+
+
 def swapped_cdf(lr):
     """Uniform and Cantor laws swapped."""
     return ct.two_point_cdf(2 / 3 if np.isclose(lr, 0.5) else 0.5)
@@ -83,6 +90,7 @@ CASES = [
     (c06_geometric_in_law, {"moments": transposed_mean}),
     (c07_exact_moments, {"moments": covariance_without_cross_terms}),
     (c08_average_contraction, {"distance": distance_without_stationary_spread}),
+    (c11_practical, {"corrected": forward_as_corrected}),
     (c12_examples, {"cdf": swapped_cdf}),
 ]
 IDS = [m.__name__.split(".")[-1] for m, _ in CASES]

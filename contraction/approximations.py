@@ -1,0 +1,224 @@
+r"""Practical approximations of backward SGD (SPEC C11), with their costs.
+
+Steps are numbered from 1; blocks are ``(kW, (k+1)W]``.
+
+* Anchored windowed backward (C11a): an anchor ``a_k`` refreshed every ``W``
+  steps; inside block ``k``,
+  ``θ^W_n = T_{ξ_{kW+1}} ∘ … ∘ T_{ξ_n}(a_k)`` and ``a_{k+1} = θ^W_{(k+1)W}``.
+  About ``W/2`` gradient evaluations per step; the iterates settle inside
+  each block.
+* Sliding reversed window (C11b): ``θ^S_n = T_{ξ_{n−W+1}} ∘ … ∘ T_{ξ_n}(θ^S_{n−W})``
+  (the first ``W`` steps are backward from ``θ_0``). Each ``θ^S_n`` is a
+  chain of independent reversed blocks, so it has forward SGD's law: no
+  stabilisation. ``W`` gradient evaluations per step.
+* Bracket-corrected forward (C11c):
+  ``θ^c_n = T_{ξ_n}(θ^c_{n−1}) − h² [G_{n−1}, g_{ξ_n}](θ^c_{n−1})`` with ``G`` the
+  sum of the block's earlier gradient fields; it tracks the anchored window to
+  ``O(h³)`` per block at the price of Hessian-vector products.
+
+Costs are counted per chain in evaluations of one batch gradient and of one
+Hessian-vector product, as a general (nonlinear) loss needs them; affine maps
+are evaluated through the same engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import check_positive_int, describe
+from .iterates import _check_diverged, apply_words, prepare_iteration
+
+__all__ = [
+    "ApproximateIterates",
+    "bracket_corrected_iterates",
+    "sliding_backward_iterates",
+    "windowed_backward_iterates",
+]
+
+
+@dataclass(frozen=True)
+class ApproximateIterates:
+    """Iterates of an approximation of backward SGD, with their cost.
+
+    Attributes
+    ----------
+    iterates : ndarray (n_chains, len(save_steps), d)
+    steps : ndarray
+        The step numbers of the rows.
+    method : str
+    window : int
+    gradient_evals : int
+        Batch-gradient evaluations per chain.
+    hvp_evals : int
+        Hessian-vector products per chain.
+    """
+
+    iterates: np.ndarray
+    steps: np.ndarray
+    method: str
+    window: int
+    gradient_evals: int
+    hvp_evals: int
+
+
+def windowed_backward_iterates(maps, theta0, idx, window, *, save_steps=None) -> ApproximateIterates:
+    r"""Anchored windowed backward SGD (SPEC C11a).
+
+    Inside block ``k`` (steps ``kW+1 … (k+1)W``),
+    ``θ^W_n = T_{ξ_{kW+1}} ∘ … ∘ T_{ξ_n}(a_k)``; the anchor is refreshed,
+    ``a_{k+1} = θ^W_{(k+1)W}``. ``window = n_steps`` is full backward SGD;
+    ``window = 1`` is forward SGD.
+
+    Parameters
+    ----------
+    maps, theta0, idx, save_steps
+        As in :func:`contraction.forward_iterates`.
+    window : int
+        Block length ``W``.
+
+    Returns
+    -------
+    ApproximateIterates
+        Cost: ``Σ_blocks L(L+1)/2`` gradient evaluations (``L`` the block
+        length), about ``W/2`` per step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> maps = ct.two_point_quadratic().sgd_maps(0.5)
+    >>> idx = ct.sample_batches(2, 12, rng=0)
+    >>> win = ct.windowed_backward_iterates(maps, [0.0], idx, window=4)
+    >>> a4 = ct.backward_iterates(maps, [0.0], idx[:, :4])[0, -1]
+    >>> bool(np.allclose(win.iterates[0, 6], ct.backward_iterates(maps, a4, idx[:, 4:6])[0, -1]))
+    True
+    >>> win.gradient_evals == 3 * (4 * 5 // 2)
+    True
+    """
+    idx, theta0, steps = prepare_iteration(maps, theta0, idx, save_steps)
+    C, n = idx.shape
+    W = check_positive_int(window, "window")
+    d = theta0.shape[1]
+    out = np.empty((C, steps.size, d))
+    anchor = theta0
+    if steps[0] == 0:
+        out[:, 0] = theta0
+    cost = 0
+    for start in range(0, n, W):
+        stop = min(n, start + W)
+        # within the block: the saved steps plus its end (the next anchor)
+        ns = np.union1d(steps[(steps > start) & (steps <= stop)], [stop])
+        vals = apply_words(maps, np.broadcast_to(anchor[:, None], (C, ns.size, d)), idx,
+                           np.full(ns.size, start + 1), ns)
+        keep = np.isin(steps, ns)
+        out[:, keep] = vals[:, np.isin(ns, steps)]
+        anchor = vals[:, -1]
+        L = stop - start
+        cost += L * (L + 1) // 2
+    return ApproximateIterates(_check_diverged(out, steps, "windowed backward"), steps, "windowed", W, cost, 0)
+
+
+def sliding_backward_iterates(maps, theta0, idx, window, *, save_steps=None) -> ApproximateIterates:
+    r"""Sliding reversed window (SPEC C11b): ``θ^S_n = T_{ξ_{n−W+1}} ∘ … ∘ T_{ξ_n}(θ^S_{n−W})``.
+
+    For ``n < W`` the word starts at ``ξ_1`` and acts on ``θ_0``. Same law as
+    forward SGD at every ``n`` for i.i.d. batches (reversed i.i.d. blocks keep
+    their law), so it does not settle. Cost: ``W`` gradient evaluations per
+    step (``min(n, W)`` at the start).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> maps = ct.two_point_quadratic().sgd_maps(0.5)
+    >>> idx = np.array([[0, 1, 1, 0, 1]])
+    >>> s = ct.sliding_backward_iterates(maps, [0.0], idx, window=2).iterates[0, :, 0]
+    >>> A, b = maps.word([idx[0, 3], idx[0, 4]])      # T_{ξ4} ∘ T_{ξ5} on θ^S_3
+    >>> bool(np.isclose(s[5], A[0, 0] * s[3] + b[0]))
+    True
+    """
+    idx, theta0, steps = prepare_iteration(maps, theta0, idx, None)
+    C, n = idx.shape
+    W = check_positive_int(window, "window")
+    d = theta0.shape[1]
+    full = np.empty((C, n + 1, d))
+    full[:, 0] = theta0
+    for start in range(0, n, W):  # θ^S_n for n in (start, start + W] depends on block start − W
+        ns = np.arange(start + 1, min(n, start + W) + 1)
+        first = np.maximum(1, ns - W + 1)
+        base = np.maximum(0, ns - W)
+        full[:, ns] = apply_words(maps, full[:, base], idx, first, ns)
+    cost = int(np.minimum(np.arange(1, n + 1), W).sum())
+    if save_steps is not None:
+        _, _, steps = prepare_iteration(maps, theta0, idx, save_steps)
+    return ApproximateIterates(_check_diverged(full[:, steps], steps, "sliding backward"), steps, "sliding",
+                               W, cost, 0)
+
+
+def bracket_corrected_iterates(maps, theta0, idx, window, *, save_steps=None) -> ApproximateIterates:
+    r"""Bracket-corrected forward SGD (SPEC C11c).
+
+    ``θ^c_n = T_{ξ_n}(θ^c_{n−1}) − h² [G_{n−1}, g_{ξ_n}](θ^c_{n−1})``,
+    ``G_{n−1} = Σ g_{ξ_k}`` over the block's earlier steps ``k`` (reset every
+    ``window`` steps), bracket ``[X, Y] = (DY) X − (DX) Y``. Tracks the
+    anchored window to ``O(h³)`` per block.
+
+    Parameters
+    ----------
+    maps : map family with ``lr``, ``gradient`` and ``hvp``
+        For instance ``model.gradient_maps(lr)`` or a network's maps.
+    theta0, idx, window, save_steps
+        As in :func:`windowed_backward_iterates`.
+
+    Returns
+    -------
+    ApproximateIterates
+        Cost per step at block position ``j >= 2``: ``j`` gradients and ``j``
+        Hessian-vector products (``H_j G`` and ``H_k g_j`` for the ``j − 1``
+        earlier ``k``); ``j = 1``: one gradient.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import contraction as ct
+    >>> model = ct.QuadraticModel([[[1.0]], [[2.0]]], [[1.0], [-1.0]])
+    >>> idx = ct.sample_batches(2, 8, rng=1)
+    >>> c = ct.bracket_corrected_iterates(model.gradient_maps(0.025), [0.0], idx, window=8)
+    >>> w = ct.windowed_backward_iterates(model.sgd_maps(0.025), [0.0], idx, window=8)
+    >>> f = ct.forward_iterates(model.sgd_maps(0.025), [0.0], idx)
+    >>> bool(np.abs(c.iterates - w.iterates).max() < 0.2 * np.abs(f - w.iterates).max())
+    True
+    """
+    from ._lie_numeric import bracket_corrected_step
+
+    for attr in ("lr", "gradient", "hvp"):
+        if getattr(maps, attr, None) is None:
+            raise TypeError(
+                f"maps: expected a map family with lr, gradient and hvp (e.g. model.gradient_maps(lr)), "
+                f"got {describe(maps)} without {attr!r}"
+            )
+    idx, theta0, steps = prepare_iteration(maps, theta0, idx, save_steps)
+    C, n = idx.shape
+    W = check_positive_int(window, "window")
+    save = np.zeros(n + 1, dtype=bool)
+    save[steps] = True
+    out = np.empty((C, steps.size, theta0.shape[1]))
+    pos = 0
+    if save[0]:
+        out[:, 0] = theta0
+        pos = 1
+    theta, grads, hvps = theta0, 0, 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(n):
+            block_start = (k // W) * W
+            res = bracket_corrected_step(maps, theta, idx[:, k], idx[:, block_start:k])
+            theta = res.theta
+            grads += int(res.gradient_evals)
+            hvps += int(res.hvp_evals)
+            if save[k + 1]:
+                out[:, pos] = theta
+                pos += 1
+    return ApproximateIterates(_check_diverged(out, steps, "bracket-corrected"), steps, "bracket_corrected",
+                               W, grads, hvps)
