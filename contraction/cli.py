@@ -58,6 +58,14 @@ def _verify(args) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def _reproduce(args) -> int:
+    from .figures import write_figures
+
+    for path in write_figures(args.out, quick=args.quick, names=args.only):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="contraction",
@@ -75,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--figures", metavar="DIR", help="also write the figures as PNG into DIR")
     v.add_argument("--only", nargs="+", metavar="CLAIM", help="run only these claims (e.g. C1 C7)")
     v.set_defaults(func=_verify)
+    r = sub.add_parser("reproduce", help="write every figure of the examples as PNG")
+    r.add_argument("--out", default="figures", metavar="DIR", help="output folder (default: figures)")
+    r.add_argument("--quick", action="store_true", help="smaller samples")
+    r.add_argument("--only", nargs="+", metavar="NAME", help="only these figure files")
+    r.set_defaults(func=_reproduce)
     return parser
 
 
