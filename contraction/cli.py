@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -66,6 +67,22 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _experiment(args) -> int:
+    from .experiment import run_nn_experiment, write_experiment_figures
+
+    result = run_nn_experiment(model=args.model, data=args.data, steps=args.steps, batch_size=args.batch_size,
+                               lr=args.lr, window=args.window, seed=args.seed, weight_decay=args.weight_decay,
+                               warmup=args.warmup, hidden=args.hidden, out_dir=args.out, progress=True)
+    paths = write_experiment_figures(result, args.out)
+    print(f"{'method':<18} {'grad evals':>10} {'hvp evals':>10} {'loss TV':>9} {'last step':>10} {'test acc':>9}")
+    for name, m in result["methods"].items():
+        print(f"{name:<18} {m['cost']['gradient']:>10} {m['cost']['hvp']:>10} {m['loss_total_variation']:>9.4f} "
+              f"{m['step_norm'][-1]:>10.3e} {m['final_test_accuracy']:>9.3f}")
+    print(result["summary"]["statement"])
+    print(f"wrote {os.path.join(args.out, 'results.json')} and " + ", ".join(paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="contraction",
@@ -88,6 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true", help="smaller samples")
     r.add_argument("--only", nargs="+", metavar="NAME", help="only these figure files")
     r.set_defaults(func=_reproduce)
+    e = sub.add_parser("experiment", help="neural-network proof of concept (forward vs backward SGD)")
+    esub = e.add_subparsers(dest="experiment", required=True)
+    nn = esub.add_parser("nn", help="train a small MLP or CNN with the four methods on one batch sequence")
+    nn.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
+    nn.add_argument("--data", choices=("digits", "synthetic"), default="digits")
+    nn.add_argument("--steps", type=int, default=120)
+    nn.add_argument("--batch-size", type=int, default=16)
+    nn.add_argument("--lr", type=float, default=0.3)
+    nn.add_argument("--window", type=int, default=10)
+    nn.add_argument("--seed", type=int, default=0)
+    nn.add_argument("--weight-decay", type=float, default=0.05)
+    nn.add_argument("--warmup", type=int, default=300, help="forward SGD steps before the comparison")
+    nn.add_argument("--hidden", type=int, default=16, help="MLP hidden width")
+    nn.add_argument("--out", default="nn-results", metavar="DIR")
+    nn.set_defaults(func=_experiment)
     return parser
 
 

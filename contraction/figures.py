@@ -154,8 +154,7 @@ def _lie(path, quick):
 def _nn(path, quick):
     from .experiment import run_nn_experiment
 
-    res = run_nn_experiment(model="mlp", steps=60 if quick else 150, batch_size=16, lr=0.1, window=10, seed=0,
-                            out_dir=None)
+    res = run_nn_experiment(model="mlp", steps=120 if quick else 300, seed=0)
     return plotting.save_figure(plotting_nn_curves(res), path)
 
 

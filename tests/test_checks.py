@@ -19,6 +19,7 @@ from proofs_checks import (
     c08_average_contraction,
     c11_practical,
     c12_examples,
+    c13_neural_networks,
 )
 
 
@@ -76,6 +77,11 @@ def forward_as_corrected(maps, theta0, idx, window):
     return ct.ApproximateIterates(x, np.arange(x.shape[1]), "forward", window, 0, 0)
 
 
+def backward_ignoring_batches(maps, theta0, idx, save_steps=None):
+    """Backward SGD on batch 0 repeated (ignores the sampled sequence): a different law."""
+    return ct.backward_iterates(maps, theta0, np.zeros_like(idx), save_steps=save_steps)
+
+
 def swapped_cdf(lr):
     """Uniform and Cantor laws swapped."""
     return ct.two_point_cdf(2 / 3 if np.isclose(lr, 0.5) else 0.5)
@@ -92,8 +98,10 @@ CASES = [
     (c08_average_contraction, {"distance": distance_without_stationary_spread}),
     (c11_practical, {"corrected": forward_as_corrected}),
     (c12_examples, {"cdf": swapped_cdf}),
+    (c13_neural_networks, {"backward": ct.forward_iterates}),  # swapped composition order
+    (c13_neural_networks, {"backward": backward_ignoring_batches}),
 ]
-IDS = [m.__name__.split(".")[-1] for m, _ in CASES]
+IDS = [f"{m.__name__.split('.')[-1]}-{k}" for k, (m, _) in enumerate(CASES)]
 
 
 @pytest.mark.parametrize("module,wrong", CASES, ids=IDS)

@@ -1,0 +1,90 @@
+"""C13 Neural networks (proof of concept).
+
+Claim: on a small MLP and a small CNN trained with constant h and small
+batches on a real data set (scikit-learn's digits; the synthetic
+teacher–student set when scikit-learn is missing), with the same batch
+sequence for both orders: backward iterates settle (step norms decay to a
+small fraction of forward's), the backward loss curve has lower total
+variation, and averaged over independent sequences the per-step mean losses
+of the two orders agree (equality in law, C4).
+
+Method: a warm-up of forward SGD with weight decay puts θ_0 in a basin
+(h = 0.3, λ = 0.05, batch 16). (1)-(2) from ``run_nn_experiment`` (the MLP in
+quick mode, MLP and CNN in full mode): the mean of the last step norms of
+backward over forward below 0.1, and a smaller loss total variation.
+(3) S independent sequences per order (different seeds for the two orders);
+training losses at steps n ∈ {10, 30, 60}; z = (mean forward − mean backward)
+/ standard error. Numerical value: the largest |z|, theory 0 within 4. The
+backward pass comes from the ``backward`` ingredient.
+"""
+
+import numpy as np
+
+import contraction as ct
+from contraction.experiment import _network, load_experiment_data, total_variation
+
+from ._base import Timer, make_result
+
+STATEMENT = "NN: backward steps settle, lower loss variation; seed-averaged losses of both orders agree"
+
+
+def _data_name():
+    try:
+        import sklearn  # noqa: F401
+
+        return "digits"
+    except ImportError:
+        return "synthetic"
+
+
+def check(quick=False, backward=ct.backward_iterates):
+    with Timer() as t:
+        data = _data_name()
+        dataset = load_experiment_data(data, 0)
+        lr, wd, bs, n = 0.3, 0.05, 16, 120
+        settle, smoother, ratios = {}, {}, {}
+        for model in (("mlp",) if quick else ("mlp", "cnn")):
+            net = _network(model, dataset, bs, wd, 16)
+            maps = net.sgd_maps(lr)
+            theta0 = _warm_start(net, maps)
+            idx = _sequence(net, n, 0)
+            fwd = ct.forward_iterates(maps, theta0, idx)[0]
+            bwd = backward(maps, theta0, idx)[0]
+            fnorm = np.linalg.norm(np.diff(fwd, axis=0), axis=1)
+            bnorm = np.linalg.norm(np.diff(bwd, axis=0), axis=1)
+            ratios[model] = float(bnorm[-12:].mean() / fnorm[-12:].mean())
+            settle[model] = ratios[model] < 0.1
+            smoother[model] = bool(total_variation(net.evaluate(bwd).loss) < total_variation(net.evaluate(fwd).loss))
+        # (3) equality of per-step mean losses over independent sequences
+        net = _network("mlp", dataset, bs, wd, 16)
+        maps = net.sgd_maps(lr)
+        theta0 = _warm_start(net, maps)
+        S = 48 if quick else 192
+        steps = np.array([10, 30, 60])
+        fi = ct.sample_batches(net.n_batches, 60, S, rng=131)
+        bi = ct.sample_batches(net.n_batches, 60, S, rng=132)
+        lf = net.evaluate(ct.forward_iterates(maps, theta0, fi, save_steps=steps).reshape(-1, net.dim)).loss
+        lb = net.evaluate(backward(maps, theta0, bi, save_steps=steps).reshape(-1, net.dim)).loss
+        lf, lb = lf.reshape(S, -1), lb.reshape(S, -1)
+        se = np.sqrt(lf.var(0, ddof=1) / S + lb.var(0, ddof=1) / S)
+        z = (lf.mean(0) - lb.mean(0)) / se
+    return make_result(
+        "C13", STATEMENT, float(np.abs(z).max()), 0.0, "==", 4.0, t.seconds,
+        extra_conditions={**{f"{m}: backward step norms < 10% of forward's": v for m, v in settle.items()},
+                          **{f"{m}: backward loss total variation lower": v for m, v in smoother.items()}},
+        data=data, step_norm_ratio=ratios, steps=steps, mean_loss_forward=lf.mean(0),
+        mean_loss_backward=lb.mean(0), z_scores=z,
+    )
+
+
+def _warm_start(net, maps, warmup=300, seed=0):
+    """θ_0 as in ``run_nn_experiment``: forward SGD from the initialisation (same seeds)."""
+    s_init, s_warm, _ = np.random.SeedSequence(seed).spawn(3)
+    theta = net.init_params(np.random.default_rng(s_init))
+    widx = ct.sample_batches(net.n_batches, warmup, rng=s_warm)
+    return ct.forward_iterates(maps, theta, widx, save_steps=[warmup])[0, 0]
+
+
+def _sequence(net, steps, seed):
+    _, _, s_run = np.random.SeedSequence(seed).spawn(3)
+    return ct.sample_batches(net.n_batches, steps, rng=s_run)
