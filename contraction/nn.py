@@ -21,9 +21,12 @@ L2 weight decay on the *whole* parameter vector (weights and biases):
              − z_{y_j}(x_j; θ)\bigr) + \frac{λ}{2} \|θ\|^2 .
 
 The decay adds ``λ I`` to every batch Hessian, so ``T_i = θ − h ∇f_i`` has
-Jacobian ``(1 − hλ) I − h ∇²CE_i``: it contracts the flat directions of the
-cross-entropy by ``1 − hλ`` per step (the theory needs a contractive region).
-The activation ``σ`` is ``tanh`` or ``softplus`` (smooth, so Hessians exist).
+Jacobian ``(1 − hλ) I − h ∇²CE_i``: directions where the cross-entropy is flat
+contract by ``1 − hλ`` per step (the theory needs contraction). Negative
+curvature of a batch loss beyond ``λ`` still expands, so a single map need not
+be a strict contraction; :func:`estimate_lipschitz` measures ``Lip(T_i)`` near
+a point. The activation ``σ`` is ``tanh`` or ``softplus`` (smooth, so Hessians
+exist).
 
 Batches
 -------
@@ -34,8 +37,8 @@ permute rows beforehand for another partition). A batch index selects those
 rows; in ``gradient(theta, index)`` row ``k`` of the stack uses batch
 ``index[k]``. The training loss is ``L(θ) = (1/m) Σ_i f_i(θ)``.
 
-Parameters
-----------
+Parameter layout
+----------------
 A network's parameters are one flat float64 vector of length ``dim``: for
 each layer in order its weight matrix ``W`` (``fan_in × fan_out``, row
 major) followed by its bias ``b``. For the CNN the first layer's weight is
@@ -77,8 +80,12 @@ __all__ = ["MLP", "CNN", "Evaluation", "estimate_lipschitz", "im2col_indices"]
 _ACTIVATIONS = ("tanh", "softplus")
 
 # Evaluation on a whole data set is chunked over examples so that one chunk of
-# activations holds at most this many floats (about 64 MB).
-_EVAL_BUDGET = 1 << 23
+# activations holds at most this many floats (2 MB): small temporaries are
+# reused by the allocator, large ones cost page faults on every call.
+_EVAL_BUDGET = 1 << 18
+# Gradients and Hessian-vector products of a stack are computed in blocks of rows
+# with about this many bytes of temporaries each.
+_BLOCK_BYTES = 1 << 21
 
 
 # --- activations: value, first and second derivative ------------------------------
@@ -96,6 +103,28 @@ def _derivatives(name: str, z: np.ndarray, a: np.ndarray | None = None, second: 
         return (d1, -2.0 * t * d1) if second else d1
     s = 0.5 * (1.0 + np.tanh(0.5 * z))  # logistic sigmoid, overflow-free
     return (s, s * (1.0 - s)) if second else s
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (a new array)."""
+    p = z - z.max(axis=-1, keepdims=True)
+    np.exp(p, out=p)
+    p /= p.sum(axis=-1, keepdims=True)
+    return p
+
+
+def _scale_by_derivative(name: str, delta: np.ndarray, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``delta ⊙ σ'(z)`` in place (``a = σ(z)``), with one temporary."""
+    if name == "tanh":
+        tmp = np.multiply(a, a)
+        np.subtract(1.0, tmp, out=tmp)
+    else:
+        tmp = np.multiply(z, 0.5)
+        np.tanh(tmp, out=tmp)
+        tmp += 1.0
+        tmp *= 0.5
+    delta *= tmp
+    return delta
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -134,7 +163,7 @@ def im2col_indices(image_shape, kernel_size: int) -> np.ndarray:
     return (rows * W + cols).reshape((H - k + 1) * (W - k + 1), k * k)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Evaluation:
     """Loss and accuracy of a stack of parameter vectors on one data set.
 
@@ -184,15 +213,20 @@ class _Network:
         b = check_positive_int(batch_size, "batch_size")
         if n % b:
             raise ValueError(
-                f"batch_size: expected a divisor of the number of rows {n} (fixed partition), got {b}"
+                f"batch_size: expected a divisor of the number of rows {n} (fixed partition), "
+                f"got {b}"
             )
         if isinstance(weight_decay, (bool, np.bool_)) or not isinstance(weight_decay, numbers.Real):
-            raise TypeError(f"weight_decay: expected a real number >= 0, got {describe(weight_decay)}")
+            raise TypeError(
+                f"weight_decay: expected a real number >= 0, got {describe(weight_decay)}"
+            )
         wd = float(weight_decay)
         if not np.isfinite(wd) or wd < 0:
             raise ValueError(f"weight_decay: expected a finite number >= 0, got {wd!r}")
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation: expected 'tanh' or 'softplus', got {describe(activation)}")
+            raise ValueError(
+                f"activation: expected 'tanh' or 'softplus', got {describe(activation)}"
+            )
         self.X = X.copy()
         self.y = y_arr.astype(np.int64)
         self.batch_size = b
@@ -207,6 +241,13 @@ class _Network:
         for fin, fout in self._sizes:
             offsets.append(offsets[-1] + fin * fout + fout)
         self._offsets = offsets
+        # Rows per block: about _BLOCK_BYTES of temporaries (parameters, gradient,
+        # gathered inputs and activations of one row).
+        width = self._sizes[0][0] * self._positions + 4 * sum(
+            fout * (self._positions if l == 0 else 1) for l, (_, fout) in enumerate(self._sizes)
+        )
+        per_row = 8 * (3 * offsets[-1] + self.batch_size * width)
+        self._block_rows = max(1, _BLOCK_BYTES // per_row)
         feats = self._features(self.X)  # (n, S, fan_in)
         m, b = self.n_batches, self.batch_size
         self._batch_features = np.ascontiguousarray(feats.reshape((m, b) + feats.shape[1:]))
@@ -281,7 +322,9 @@ class _Network:
     def _check_theta(self, theta, name="theta") -> np.ndarray:
         theta = as_float_array(theta, name, ndim=(1, 2))
         if theta.shape[-1] != self.dim:
-            raise ValueError(f"{name}: expected shape ({self.dim},) or (K, {self.dim}), got {describe(theta)}")
+            raise ValueError(
+                f"{name}: expected shape ({self.dim},) or (K, {self.dim}), got {describe(theta)}"
+            )
         return theta
 
     def _check_index(self, index) -> np.ndarray:
@@ -293,11 +336,13 @@ class _Network:
         if arr.ndim > 1:
             raise ValueError(f"index: expected an integer or shape (K,), got {describe(arr)}")
         if arr.size and (arr.min() < 0 or arr.max() >= self.n_batches):
-            raise ValueError(f"index: expected values in [0, {self.n_batches - 1}], got {describe(arr)}")
+            raise ValueError(
+                f"index: expected values in [0, {self.n_batches - 1}], got {describe(arr)}"
+            )
         return arr.astype(np.int64)
 
     def _stack(self, theta, index, extra=None):
-        """Broadcast ``theta`` (P,)|(K, P) with ``index`` ()|(K,); returns stacks and whether 1-D."""
+        """Broadcast ``theta`` (P,)|(K, P) with ``index`` ()|(K,); return stacks, and if 1-D."""
         theta = self._check_theta(theta)
         index = self._check_index(index)
         single = theta.ndim == 1 and index.ndim == 0
@@ -312,14 +357,20 @@ class _Network:
         if extra is not None:
             v = as_float_array(extra, "v", ndim=(1, 2))
             if v.shape[-1] != self.dim or v.ndim == 2 and v.shape[0] != K:
-                raise ValueError(f"v: expected shape ({self.dim},) or ({K}, {self.dim}), got {describe(v)}")
+                raise ValueError(
+                    f"v: expected shape ({self.dim},) or ({K}, {self.dim}), got {describe(v)}"
+                )
             single = single and v.ndim == 1
             extra = np.ascontiguousarray(np.broadcast_to(v, (K, self.dim)))
         return theta, index, extra, single
 
     # --- the passes --------------------------------------------------------------------
     def _forward(self, Ws, bs, A0):
-        """Forward pass. ``A0``: (K or 1, r, S, fan_in). Returns logits, layer inputs, pre-activations."""
+        """Forward pass on ``A0`` (K or 1, r, S, fan_in).
+
+        Returns the logits, the inputs and pre-activations of every layer, and
+        the activations of the hidden layers.
+        """
         r, S = A0.shape[1], A0.shape[2]
         a = A0.reshape(A0.shape[0], r * S, A0.shape[3])
         inputs, pre, acts = [a], [], []
@@ -348,29 +399,50 @@ class _Network:
             o = self._offsets[l]
             gW = out[:, o:o + fin * fout].reshape(K, fin, fout)
             np.matmul(np.swapaxes(inputs[l], 1, 2), delta, out=gW)
-            out[:, o + fin * fout:o + fin * fout + fout] = delta.sum(axis=1)
+            np.sum(delta, axis=1, out=out[:, o + fin * fout:o + fin * fout + fout])
             if l > 0:
                 dprev = delta @ np.swapaxes(Ws[l], 1, 2)
-                dprev = dprev.reshape(pre[l - 1].shape)
-                delta = dprev * _derivatives(self.activation, pre[l - 1], acts[l - 1])
+                delta = _scale_by_derivative(
+                    self.activation, dprev.reshape(pre[l - 1].shape), pre[l - 1], acts[l - 1]
+                )
         return out
+
+    def _blocks(self, K: int):
+        """Row blocks of a stack of ``K``: each block's temporaries stay small.
+
+        Temporaries of a few hundred kilobytes are reused by the allocator;
+        much larger ones are returned to the system after each call and cost
+        page faults on the next, which would dominate the arithmetic.
+        """
+        step = self._block_rows
+        return [(s, min(K, s + step)) for s in range(0, K, step)]
 
     def _gradient(self, theta: np.ndarray, index: np.ndarray) -> np.ndarray:
         """Unchecked batched gradient: ``theta`` (K, dim) C-contiguous, ``index`` (K,)."""
+        out = np.empty_like(theta)
+        for s, e in self._blocks(theta.shape[0]):  # blocks of rows, each vectorized
+            self._gradient_block(theta[s:e], index[s:e], out[s:e])
+        return out
+
+    def _gradient_block(self, theta, index, out):
         A0, Y = self._gather(index)
         Ws, bs = self._layers(theta)
         z, inputs, pre, acts = self._forward(Ws, bs, A0)
-        p = np.exp(_log_softmax(z))
+        p = _softmax(z)
         p[np.arange(p.shape[0])[:, None], np.arange(p.shape[1])[None, :], Y] -= 1.0
-        p /= p.shape[1]
-        out = np.empty_like(theta)
+        p *= 1.0 / p.shape[1]
         self._backprop(Ws, inputs, pre, acts, p, out)
         if self.weight_decay:
             out += self.weight_decay * theta
-        return out
 
     def _hvp(self, theta: np.ndarray, v: np.ndarray, index: np.ndarray) -> np.ndarray:
         """Unchecked Hessian-vector products by the R-operator (forward over reverse)."""
+        out = np.empty_like(theta)
+        for s, e in self._blocks(theta.shape[0]):
+            self._hvp_block(theta[s:e], v[s:e], index[s:e], out[s:e])
+        return out
+
+    def _hvp_block(self, theta, v, index, out):
         A0, Y = self._gather(index)
         Ws, bs = self._layers(theta)
         Vs, vbs = self._layers(v)
@@ -390,14 +462,13 @@ class _Network:
                 Rin.append(Ra.reshape(inputs[l + 1].shape))
         # Output: δ = (p − onehot)/r, R{δ} = p ⊙ (R z − ⟨p, R z⟩)/r.
         r = z.shape[1]
-        p = np.exp(_log_softmax(z))
+        p = _softmax(z)
         Rz = Rpre[-1]
         Rdelta = p * (Rz - (p * Rz).sum(axis=-1, keepdims=True)) / r
         delta = p
         delta[np.arange(p.shape[0])[:, None], np.arange(r)[None, :], Y] -= 1.0
         delta /= r
         K = theta.shape[0]
-        out = np.empty_like(theta)
         for l in range(L - 1, -1, -1):
             fin, fout = self._sizes[l]
             o = self._offsets[l]
@@ -415,7 +486,6 @@ class _Network:
                 delta = dprev * d1
         if self.weight_decay:
             out += self.weight_decay * v
-        return out
 
     def _batch_loss(self, theta: np.ndarray, index: np.ndarray) -> np.ndarray:
         A0, Y = self._gather(index)
@@ -426,17 +496,22 @@ class _Network:
         return ce + 0.5 * self.weight_decay * np.einsum("kp,kp->k", theta, theta)
 
     def _map_gradient(self, theta, index):
-        theta = np.asarray(theta, dtype=np.float64)
-        if theta.ndim != 2 or theta.shape[1] != self.dim:
-            raise ValueError(f"theta: expected shape (K, {self.dim}), got {describe(theta)}")
-        return self._gradient(np.ascontiguousarray(theta), np.asarray(index))
+        """``gradient`` of the map family: the fast path for stacks, checked otherwise."""
+        if isinstance(theta, np.ndarray) and theta.ndim == 2 and theta.shape[1] == self.dim:
+            index = np.asarray(index)
+            if index.shape == theta.shape[:1] and np.issubdtype(index.dtype, np.integer):
+                return self._gradient(np.ascontiguousarray(theta, dtype=np.float64), index)
+        return self.gradient(theta, index)
 
     def _map_hvp(self, theta, v, index):
-        theta = np.ascontiguousarray(np.asarray(theta, dtype=np.float64))
-        v = np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=np.float64), theta.shape))
-        if theta.ndim != 2 or theta.shape[1] != self.dim:
-            raise ValueError(f"theta: expected shape (K, {self.dim}), got {describe(theta)}")
-        return self._hvp(theta, v, np.broadcast_to(np.asarray(index), theta.shape[:1]))
+        """``hvp`` of the map family: the fast path for stacks, checked otherwise."""
+        if (isinstance(theta, np.ndarray) and theta.ndim == 2 and theta.shape[1] == self.dim
+                and isinstance(v, np.ndarray) and v.shape == theta.shape):
+            index = np.asarray(index)
+            if index.shape == theta.shape[:1] and np.issubdtype(index.dtype, np.integer):
+                return self._hvp(np.ascontiguousarray(theta, dtype=np.float64),
+                                 np.ascontiguousarray(v, dtype=np.float64), index)
+        return self.hvp(theta, v, index)
 
     # --- public per-batch API ----------------------------------------------------------------
     def batch_loss(self, theta, index) -> np.ndarray:
@@ -502,15 +577,32 @@ class _Network:
         return ev.loss + 0.5 * self.weight_decay * np.sum(theta * theta, axis=-1)
 
     def full_gradient(self, theta) -> np.ndarray:
-        """``∇L(θ)``, the mean of the batch gradients, shape (dim,) or (K, dim)."""
+        """``∇L(θ)``, the mean of the batch gradients, shape (dim,) or (K, dim).
+
+        Computed over the whole training set in chunks of examples.
+        """
         theta = self._check_theta(theta)
-        t2 = np.atleast_2d(theta)
-        K, m = t2.shape[0], self.n_batches
+        t2 = np.ascontiguousarray(np.atleast_2d(theta))
+        K = t2.shape[0]
+        feats = self._batch_features.reshape((-1,) + self._batch_features.shape[2:])
+        n = feats.shape[0]
+        Ws, bs = self._layers(t2)
         g = np.zeros_like(t2)
-        for i in range(m):  # loop over batches; each call is vectorized over the stack
-            g += self._gradient(np.ascontiguousarray(t2), np.full(K, i))
-        g /= m
+        part = np.empty_like(t2)
+        for s, e in self._example_chunks(K, n):  # chunks of examples bound the memory
+            z, inputs, pre, acts = self._forward(Ws, bs, feats[None, s:e])
+            p = _softmax(z)
+            p[:, np.arange(e - s), self.y[s:e]] -= 1.0
+            p *= 1.0 / n
+            g += self._backprop(Ws, inputs, pre, acts, p, part)
+        if self.weight_decay:
+            g += self.weight_decay * t2
         return g[0] if theta.ndim == 1 else g
+
+    def _example_chunks(self, K: int, n: int):
+        width = max(fout for _, fout in self._sizes) * self._positions
+        chunk = max(1, _EVAL_BUDGET // max(1, K * width))
+        return [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
 
     def logits(self, theta, X) -> np.ndarray:
         """Logits of inputs ``X`` (n, n_features), shape (n, n_classes) or (K, n, n_classes)."""
@@ -541,27 +633,30 @@ class _Network:
         if (X is None) != (y is None):
             raise ValueError(f"y: expected labels exactly when X is given, got {describe(y)}")
         if X is None:
-            feats, labels = self._batch_features.reshape((-1,) + self._batch_features.shape[2:]), self.y
+            feats = self._batch_features.reshape((-1,) + self._batch_features.shape[2:])
+            labels = self.y
         else:
             X = self._check_inputs(X)
             labels = np.asarray(y)
             if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
                 raise TypeError(f"y: expected integer class labels, got {describe(labels)}")
             if labels.shape != (X.shape[0],):
-                raise ValueError(f"y: expected shape ({X.shape[0]},) to match X, got {describe(labels)}")
+                raise ValueError(
+                    f"y: expected shape ({X.shape[0]},) to match X, got {describe(labels)}"
+                )
             if labels.size and (labels.min() < 0 or labels.max() >= self.n_classes):
-                raise ValueError(f"y: expected labels in [0, {self.n_classes - 1}], got {describe(labels)}")
+                raise ValueError(
+                    f"y: expected labels in [0, {self.n_classes - 1}], got {describe(labels)}"
+                )
             feats = self._features(X)
         t2 = np.ascontiguousarray(np.atleast_2d(theta))
         K, n = t2.shape[0], feats.shape[0]
         Ws, bs = self._layers(t2)
-        width = max(fout for _, fout in self._sizes) * self._positions
-        chunk = max(1, _EVAL_BUDGET // max(1, K * width))
         ce = np.zeros(K)
         correct = np.zeros(K)
-        for s in range(0, n, chunk):  # chunks of examples bound the memory
-            z = self._forward(Ws, bs, feats[None, s:s + chunk])[0]
-            yy = labels[s:s + chunk]
+        for s, e in self._example_chunks(K, n):  # chunks of examples bound the memory
+            z = self._forward(Ws, bs, feats[None, s:e])[0]
+            yy = labels[s:e]
             logp = _log_softmax(z)
             ce -= logp[:, np.arange(len(yy)), yy].sum(axis=1)
             correct += (np.argmax(z, axis=-1) == yy).sum(axis=1)
@@ -592,7 +687,9 @@ class _Network:
         probs : array_like, shape (n_batches,), optional
             Batch sampling probabilities (uniform when omitted).
         """
-        return GradientMaps(self._map_gradient, check_lr(lr), self.n_batches, probs, hvp=self._map_hvp)
+        return GradientMaps(
+            self._map_gradient, check_lr(lr), self.n_batches, probs, hvp=self._map_hvp
+        )
 
 
 class MLP(_Network):
@@ -691,7 +788,8 @@ class CNN(_Network):
             s = math.isqrt(npix)
             if s * s != npix:
                 raise ValueError(
-                    f"image_shape: expected (height, width) for {npix} pixels (not a square), got None"
+                    f"image_shape: expected (height, width) for {npix} pixels "
+                    f"(not a square), got None"
                 )
             image_shape = (s, s)
         shape = tuple(int(v) for v in np.atleast_1d(image_shape))
@@ -700,7 +798,9 @@ class CNN(_Network):
                              f"got {image_shape!r}")
         k = check_positive_int(kernel_size, "kernel_size")
         if k > min(shape):
-            raise ValueError(f"kernel_size: expected at most {min(shape)} for images {shape}, got {k}")
+            raise ValueError(
+                f"kernel_size: expected at most {min(shape)} for images {shape}, got {k}"
+            )
         ch = check_positive_int(channels, "channels")
         self._setup(Xa, y, batch_size, weight_decay, activation, n_classes)
         widths = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
@@ -721,7 +821,9 @@ class CNN(_Network):
                 f"weight_decay={self.weight_decay})")
 
 
-def estimate_lipschitz(maps, theta, index, rng=None, *, n_iter: int = 100, tol: float = 1e-6) -> np.ndarray:
+def estimate_lipschitz(
+    maps, theta, index, rng=None, *, n_iter: int = 100, tol: float = 1e-6
+) -> np.ndarray:
     r"""Estimate ``Lip(T_i)`` near ``θ``: ``‖I − h ∇²f_i(θ)‖₂`` by power iteration.
 
     The Jacobian of ``T_i(θ) = θ − h ∇f_i(θ)`` is ``J = I − h ∇²f_i(θ)``,
@@ -759,7 +861,9 @@ def estimate_lipschitz(maps, theta, index, rng=None, *, n_iter: int = 100, tol: 
     """
     hvp = getattr(maps, "hvp", None)
     if not callable(hvp):
-        raise TypeError(f"maps: expected a map family with hvp(theta, v, index), got {describe(maps)}")
+        raise TypeError(
+            f"maps: expected a map family with hvp(theta, v, index), got {describe(maps)}"
+        )
     h = check_lr(getattr(maps, "lr", None))
     theta = as_float_array(theta, "theta", ndim=(1, 2))
     single = theta.ndim == 1
