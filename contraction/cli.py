@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     nn.add_argument("--steps", type=int, default=120)
     nn.add_argument("--batch-size", type=int, default=16)
     nn.add_argument("--lr", type=float, default=0.3)
-    nn.add_argument("--window", type=int, default=10)
+    nn.add_argument("--window", type=int, default=3, help="window of the anchored and corrected methods")
     nn.add_argument("--seed", type=int, default=0)
     nn.add_argument("--weight-decay", type=float, default=0.05)
     nn.add_argument("--warmup", type=int, default=300, help="forward SGD steps before the comparison")

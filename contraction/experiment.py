@@ -110,7 +110,7 @@ def _method_summary(net, dataset, traj, cost):
     }
 
 
-def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0.3, window=10, seed=0,
+def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0.3, window=3, seed=0,
                       weight_decay=0.05, warmup=300, hidden=16, out_dir=None, progress=False):
     """Train forward, full backward, anchored windowed and bracket-corrected SGD on one batch sequence.
 

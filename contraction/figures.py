@@ -165,7 +165,7 @@ def plotting_nn_curves(res):
         axes[0].plot(data["loss"], lw=1.2, label=name)
         axes[1].semilogy(np.maximum(np.asarray(data["step_norm"], dtype=float), 1e-16), lw=1.0, label=name)
     cfg = res["config"]
-    axes[0].set_title(f"{cfg['model'].upper()} on {cfg['data']}: training loss (h = {cfg['lr']})")
+    axes[0].set_title(f"{cfg['model'].upper()} on {cfg['data']}: training loss (h = {cfg['lr']}, W = {cfg['window']})")
     axes[0].set_xlabel("step n")
     axes[0].set_ylabel("loss")
     axes[0].legend(fontsize=8)
