@@ -10,20 +10,11 @@
 Run: python benchmarks/bench_iterates.py
 """
 
-import time
 
 import numpy as np
+from _timing import best_of
 
 import contraction as ct
-
-
-def best_of(fn, repeat=5):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def random_maps(m, d, seed=0, norm=0.9):

@@ -20,21 +20,12 @@ Run: python benchmarks/bench_nn.py [--quick]
 
 import os
 import sys
-import time
 
 import numpy as np
+from _timing import best_of
 
 import contraction as ct
 from contraction.datasets import load_digits_data
-
-
-def best_of(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def bench_all_n(data, batch_size, n_steps=200, hidden=16):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_float_array, describe
+from ._validation import as_float_array, as_int_array, describe
 
 __all__ = ["BracketStep", "bracket_corrected_step", "loglog_slope"]
 
@@ -31,16 +31,10 @@ class BracketStep:
 
 
 def _int_array(value, name: str, ndim: int) -> np.ndarray:
-    if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{name}: expected an integer array, got {describe(value)}")
-    arr = np.asarray(value)
-    if arr.size == 0 and arr.dtype == np.float64:
-        arr = arr.astype(np.int64)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name}: expected an integer array, got {describe(arr)}")
+    arr = as_int_array(value, name)
     if arr.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-dimensional integer array, got {describe(arr)}")
-    return arr.astype(np.int64, copy=False)
+    return arr
 
 
 def bracket_corrected_step(maps, theta, index, previous):

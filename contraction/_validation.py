@@ -14,6 +14,7 @@ __all__ = [
     "DivergenceError",
     "NonConvergenceWarning",
     "as_float_array",
+    "as_int_array",
     "check_finite",
     "check_lr",
     "check_positive_int",
@@ -72,6 +73,21 @@ def as_float_array(value, name: str, ndim: int | tuple[int, ...] | None = None) 
             raise ValueError(f"{name}: expected a {want}-dimensional array, got {describe(arr)}")
     check_finite(arr, name)
     return arr
+
+
+def as_int_array(value, name: str, what: str = "an integer array") -> np.ndarray:
+    """Convert to an int64 array, refusing strings, booleans, floats and ``None``.
+
+    An empty float array (as from ``[]``) is accepted as an empty int array.
+    """
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name}: expected {what}, got {describe(value)}")
+    arr = np.asarray(value)
+    if arr.size == 0 and arr.dtype == np.float64:
+        arr = arr.astype(np.int64)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name}: expected {what}, got {describe(arr)}")
+    return arr.astype(np.int64, copy=False)
 
 
 def check_finite(arr: np.ndarray, name: str) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "gaussian_lyapunov_1d",
     "gaussian_lyapunov_threshold",
     "hill_estimator",
+    "log_cosh_maps",
     "mean_estimation",
     "two_point_cdf",
     "two_point_quadratic",
@@ -198,6 +199,41 @@ def gaussian_lyapunov_1d(lr) -> float:
 def gaussian_lyapunov_threshold() -> float:
     """The ``h`` where ``E log|1 − h x²|`` changes sign (``≈ 2.42``)."""
     return float(scipy.optimize.brentq(gaussian_lyapunov_1d, 1.0, 4.0, xtol=1e-10))
+
+
+def log_cosh_maps(lr, seed=0, n_batches=3, n_terms=4, dim=2):
+    r"""SGD maps of a smooth non-quadratic loss: ``f_i(θ) = Σ_k log cosh(a_ikᵀ θ − y_ik)``.
+
+    Gradients ``Σ_k tanh(z_ik) a_ik`` and Hessian-vector products
+    ``Σ_k sech²(z_ik) (a_ikᵀ v) a_ik`` are exact; ``a`` and ``y`` are standard
+    normal draws from ``seed``. Used where a check needs a nonlinear family
+    (the Lie-bracket slopes, the bracket-corrected iteration).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> maps = log_cosh_maps(0.1)
+    >>> th, v = np.array([[0.3, -0.2]]), np.array([[1.0, 0.5]])
+    >>> fd = (maps.gradient(th + 1e-6 * v, [1]) - maps.gradient(th - 1e-6 * v, [1])) / 2e-6
+    >>> bool(np.allclose(fd, maps.hvp(th, v, [1]), atol=1e-8))
+    True
+    """
+    from .maps import GradientMaps
+
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n_batches, n_terms, dim))
+    y = rng.normal(size=(n_batches, n_terms))
+
+    def gradient(theta, index):
+        z = np.einsum("nkd,nd->nk", a[index], theta) - y[index]
+        return np.einsum("nk,nkd->nd", np.tanh(z), a[index])
+
+    def hvp(theta, v, index):
+        z = np.einsum("nkd,nd->nk", a[index], theta) - y[index]
+        av = np.einsum("nkd,nd->nk", a[index], v)
+        return np.einsum("nk,nkd->nd", av / np.cosh(z) ** 2, a[index])
+
+    return GradientMaps(gradient, lr, n_batches, hvp=hvp)
 
 
 def hill_estimator(samples, k) -> float:

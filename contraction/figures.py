@@ -15,12 +15,12 @@ from .diagnostics import contraction_constant, lyapunov_exponent, mean_square_ra
 from .examples import (
     gaussian_least_squares_1d,
     gaussian_lyapunov_threshold,
+    log_cosh_maps,
     mean_estimation,
     two_point_cdf,
     two_point_quadratic,
 )
 from .iterates import backward_iterates, forward_iterates
-from .maps import GradientMaps
 from .sampling import sample_batches
 from .stationary import stationary_moments, stationary_samples
 
@@ -113,19 +113,10 @@ def lie_slope_data(hs=None, window=4, seed=0):
     ``h² Σ_{i<j} [g_{ξ_i}, g_{ξ_j}](θ_0)`` is ``O(h³)`` (SPEC C9).
     """
     hs = np.geomspace(0.005, 0.05, 6) if hs is None else np.asarray(hs, dtype=float)
-    rng = np.random.default_rng(seed)
-    a, y = rng.normal(size=(3, 4, 2)), rng.normal(size=(3, 4))
-
-    def gradient(theta, index):
-        z = np.einsum("nkd,nd->nk", a[index], theta) - y[index]
-        return np.einsum("nk,nkd->nd", np.tanh(z), a[index])
-
-    def hvp(theta, v, index):
-        z = np.einsum("nkd,nd->nk", a[index], theta) - y[index]
-        return np.einsum("nk,nkd->nd", np.einsum("nkd,nd->nk", a[index], v) / np.cosh(z) ** 2, a[index])
-
     idx = sample_batches(3, window, 8, rng=seed + 1)
     theta0 = np.tile([0.3, -0.2], (8, 1))
+    family = log_cosh_maps(1.0, seed=seed)
+    gradient, hvp = family.gradient, family.hvp
     bracket_sum = np.zeros_like(theta0)
     for i in range(window):
         for j in range(i + 1, window):
@@ -133,7 +124,7 @@ def lie_slope_data(hs=None, window=4, seed=0):
             bracket_sum += hvp(theta0, gi, idx[:, j]) - hvp(theta0, gj, idx[:, i])  # [g_i, g_j] = H_j g_i − H_i g_j
     diff, resid = [], []
     for h in hs:
-        maps = GradientMaps(gradient, h, 3, hvp=hvp)
+        maps = log_cosh_maps(h, seed=seed)
         d = (forward_iterates(maps, theta0, idx, save_steps=[window])
              - backward_iterates(maps, theta0, idx, save_steps=[window]))[:, 0]
         diff.append(np.abs(d).max())

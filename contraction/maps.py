@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import as_float_array, check_probs, describe
+from ._validation import as_float_array, as_int_array, check_probs, describe
 
 __all__ = ["AffineMaps", "GradientMaps", "compose_affine", "as_indices"]
 
@@ -40,13 +40,7 @@ def as_indices(idx, n_batches: int, name: str = "idx") -> np.ndarray:
 
     A 1-D sequence is one chain.
     """
-    if isinstance(idx, (str, bytes)) or idx is None:
-        raise TypeError(f"{name}: expected an integer array of batch indices, got {describe(idx)}")
-    arr = np.asarray(idx)
-    if arr.size == 0 and arr.dtype == np.float64:
-        arr = arr.astype(np.int64)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name}: expected integer batch indices, got {describe(arr)}")
+    arr = as_int_array(idx, name, "integer batch indices")
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
@@ -58,7 +52,7 @@ def as_indices(idx, n_batches: int, name: str = "idx") -> np.ndarray:
             f"{name}: expected indices in [0, {n_batches - 1}], got values in "
             f"[{arr.min()}, {arr.max()}]"
         )
-    return arr.astype(np.int64, copy=False)
+    return arr
 
 
 # Group chains by batch (one GEMM per batch) when there are this many chains per batch.

@@ -79,6 +79,13 @@ def _check_maps(maps) -> AffineMaps:
     return maps
 
 
+def _start(maps: AffineMaps, theta0) -> np.ndarray:
+    theta0 = as_float_array(theta0, "theta0", ndim=1)
+    if theta0.shape != (maps.dim,):
+        raise ValueError(f"theta0: expected shape ({maps.dim},), got {describe(theta0)}")
+    return theta0
+
+
 def _common_fixed_point(maps: AffineMaps):
     """A point fixed by every map, or ``None``."""
     d = maps.dim
@@ -218,9 +225,7 @@ def moments_at_step(maps, theta0, n) -> MomentsAtStep:
     """
     maps = _check_maps(maps)
     n = check_positive_int(n, "n", minimum=0)
-    theta0 = as_float_array(theta0, "theta0", ndim=1)
-    if theta0.shape != (maps.dim,):
-        raise ValueError(f"theta0: expected shape ({maps.dim},), got {describe(theta0)}")
+    theta0 = _start(maps, theta0)
     Abar, bbar = maps.mean_map()
     mu, S = theta0.copy(), np.outer(theta0, theta0)
     p, A = maps.probs, maps.A
@@ -251,9 +256,7 @@ def backward_distance_squared(maps, theta0, n_steps) -> np.ndarray:
     """
     maps = _check_maps(maps)
     n_steps = check_positive_int(n_steps, "n_steps", minimum=0)
-    theta0 = as_float_array(theta0, "theta0", ndim=1)
-    if theta0.shape != (maps.dim,):
-        raise ValueError(f"theta0: expected shape ({maps.dim},), got {describe(theta0)}")
+    theta0 = _start(maps, theta0)
     mom = stationary_moments(maps)
     diff = theta0 - mom.mean
     M = np.outer(diff, diff) + mom.cov

@@ -21,29 +21,12 @@ import numpy as np
 import scipy.stats
 
 import contraction as ct
+from contraction.examples import log_cosh_maps
 
 from ._base import Timer, make_result
 
 STATEMENT = "anchored window settles per block; sliding window has forward's law; bracket correction O(h^3)"
 ALPHA = 1e-3
-
-
-def logcosh_maps(lr, seed=0, m=3, k=4, d=2):
-    """SGD maps of ``f_i(θ) = Σ_k log cosh(a_ikᵀ θ − y_ik)`` with exact gradient and Hessian products."""
-    rng = np.random.default_rng(seed)
-    a = rng.normal(size=(m, k, d))
-    y = rng.normal(size=(m, k))
-
-    def gradient(theta, index):
-        z = np.einsum("nkd,nd->nk", a[index], theta) - y[index]
-        return np.einsum("nk,nkd->nd", np.tanh(z), a[index])
-
-    def hvp(theta, v, index):
-        z = np.einsum("nkd,nd->nk", a[index], theta) - y[index]
-        av = np.einsum("nkd,nd->nk", a[index], v)
-        return np.einsum("nk,nkd->nd", av / np.cosh(z) ** 2, a[index])
-
-    return ct.GradientMaps(gradient, lr, m, hvp=hvp)
 
 
 def _slope(hs, errs):
@@ -80,12 +63,12 @@ def check(quick=False, windowed=ct.windowed_backward_iterates, sliding=ct.slidin
         theta0 = np.array([0.3, -0.2])
         err_c, err_f = [], []
         for h in hs:
-            g = logcosh_maps(h)
+            g = log_cosh_maps(h)
             anchored = windowed(g, theta0, seq, Wc).iterates
             err_c.append(np.abs(corrected(g, theta0, seq, Wc).iterates - anchored).max())
             err_f.append(np.abs(ct.forward_iterates(g, theta0, seq) - anchored).max())
         slope_c, slope_f = _slope(hs, err_c), _slope(hs, err_f)
-        cost_c = corrected(logcosh_maps(0.01), theta0, seq, Wc)
+        cost_c = corrected(log_cosh_maps(0.01), theta0, seq, Wc)
     return make_result(
         "C11", STATEMENT, slope_c, 3.0, "==", 0.2, t.seconds,
         extra_conditions={
