@@ -20,15 +20,19 @@ rebuilt from ``θ_0`` and all of them advance side by side, one vectorized
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ._validation import DivergenceError, as_float_array, describe
-from .maps import AffineMaps, _grouped_matmul, _sort_by_batch, _use_groups, as_indices
+from .maps import _GROUP_MIN_CHAINS_PER_BATCH, AffineMaps, _grouped_matmul, _sort_by_batch, _use_groups, as_indices
 
 __all__ = ["apply_words", "forward_iterates", "backward_iterates", "prepare_iteration"]
 
 # Memory allowed for one block of the backward prefix scan (bytes).
 _SCAN_BUDGET = 1 << 24
+# Split the grouped forward pass over threads from this many chains on.
+_THREAD_MIN_CHAINS = 2048
 
 
 def _n_batches(maps) -> int:
@@ -102,13 +106,12 @@ def _affine_forward(maps: AffineMaps, theta0, idx, steps):
     out = np.empty((C, steps.size, d))
     save = np.zeros(n + 1, dtype=bool)
     save[steps] = True
-    pos = 0
     if save[0]:
         out[:, 0] = theta0
-        pos = 1
+    first = int(save[0])
     with np.errstate(over="ignore", invalid="ignore"):
         if not _use_groups(C, m):
-            theta = theta0
+            theta, pos = theta0, first
             for k in range(n):
                 i = idx[:, k]
                 theta = np.einsum("cij,cj->ci", maps.A[i], theta) + maps.b[i]
@@ -116,15 +119,50 @@ def _affine_forward(maps: AffineMaps, theta0, idx, steps):
                     out[:, pos] = theta
                     pos += 1
             return out
-        # Many chains: the state is kept sorted by the current step's batch, so
-        # each step is one row gather plus one GEMM per batch on augmented rows
-        # [θ, 1] @ [[A_iᵀ], [b_i]].
         M = np.concatenate([np.swapaxes(maps.A, 1, 2), maps.b[:, None, :]], axis=1)
-        chains = np.arange(C)
-        where = chains.copy()  # where[c]: row of chain c in `state`
-        state = np.ones((C, d + 1))
-        state[:, :d] = theta0
-        gathered = np.ones((C, d + 1))
+        workers = _forward_workers(C, m)
+        if workers == 1:
+            _grouped_forward(M, theta0, idx, save, out[:, first:])
+            return out
+        # Independent chains: contiguous slices run in threads (numpy releases the
+        # GIL), each with single-threaded BLAS; small per-batch GEMMs do not gain
+        # from BLAS threads, slices of chains do.
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        cuts = np.linspace(0, C, workers + 1).astype(int)
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            jobs = [pool.submit(_grouped_forward, M, theta0[a:b], idx[a:b], save, out[a:b, first:])
+                    for a, b in zip(cuts[:-1], cuts[1:])]
+            for job in jobs:
+                job.result()
+    return out
+
+
+def _forward_workers(n_chains: int, m: int) -> int:
+    """Threads for the grouped forward pass: one per core, each with enough chains per batch."""
+    cores = os.cpu_count() or 1
+    if n_chains < _THREAD_MIN_CHAINS:
+        return 1
+    return max(1, min(cores, n_chains // (_THREAD_MIN_CHAINS // 2), n_chains // (_GROUP_MIN_CHAINS_PER_BATCH * m)))
+
+
+def _grouped_forward(M, theta0, idx, save, out):
+    """Forward iterates of many chains, kept sorted by the current step's batch.
+
+    Each step is one row gather plus one GEMM per batch on augmented rows
+    ``[θ, 1] @ [[A_iᵀ], [b_i]]``; ``out`` receives the saved steps ``>= 1``.
+    """
+    C, n = idx.shape
+    m, d = M.shape[0], M.shape[2]
+    chains = np.arange(C)
+    where = chains.copy()  # where[c]: row of chain c in `state`
+    state = np.ones((C, d + 1))
+    state[:, :d] = theta0
+    gathered = np.ones((C, d + 1))
+    pos = 0
+    with np.errstate(over="ignore", invalid="ignore"):
         for k in range(n):
             order, bounds = _sort_by_batch(idx[:, k], m)
             np.take(state, where[order], axis=0, out=gathered, mode="clip")
@@ -135,7 +173,6 @@ def _affine_forward(maps: AffineMaps, theta0, idx, steps):
             if save[k + 1]:
                 out[:, pos] = np.take(state[:, :d], where, axis=0, mode="clip")
                 pos += 1
-    return out
 
 
 def _affine_backward(maps: AffineMaps, theta0, idx, steps):

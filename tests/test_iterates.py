@@ -177,3 +177,18 @@ def test_gradient_maps_of_a_model_match_its_affine_maps():
                                    fn(model.sgd_maps(0.2), np.zeros(2), idx), atol=1e-12)
     v = rng.normal(size=2)
     np.testing.assert_allclose(model.hvp(np.zeros(2), v, 1), model.hessians[1] @ v)
+
+
+def test_threaded_forward_equals_single_threaded(monkeypatch):
+    import contraction.iterates as it
+
+    rng = np.random.default_rng(12)
+    maps = ct.AffineMaps(0.3 * rng.normal(size=(3, 4, 4)), rng.normal(size=(3, 4)))
+    idx = ct.sample_batches(3, 25, n_chains=200, rng=13)
+    theta0 = rng.normal(size=(200, 4))
+    monkeypatch.setattr(it, "_THREAD_MIN_CHAINS", 10**9)
+    single = ct.forward_iterates(maps, theta0, idx, save_steps=[0, 3, 25])
+    monkeypatch.setattr(it, "_THREAD_MIN_CHAINS", 64)
+    assert it._forward_workers(200, 3) >= 2 or (__import__("os").cpu_count() or 1) == 1
+    threaded = ct.forward_iterates(maps, theta0, idx, save_steps=[0, 3, 25])
+    np.testing.assert_array_equal(threaded, single)
