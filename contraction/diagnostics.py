@@ -106,8 +106,9 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
     n_steps = check_positive_int(n_steps, "n_steps")
     n_chains = check_positive_int(n_chains, "n_chains", minimum=2)
     burn_in = check_positive_int(burn_in, "burn_in", minimum=0)
-    idx = sample_batches(maps.n_maps, burn_in + n_steps, n_chains, probs=maps.probs, rng=rng)
-    gen = np.random.default_rng(np.random.SeedSequence(entropy=int(idx[:, :1].sum()) + 7))
+    gen = np.random.default_rng(rng)
+    # the batch sequences come from spawned children, the start vectors from gen's own stream
+    idx = sample_batches(maps.n_maps, burn_in + n_steps, n_chains, probs=maps.probs, rng=gen)
     v = gen.normal(size=(n_chains, 1, maps.dim))
     v /= np.linalg.norm(v, axis=-1, keepdims=True)
     At = np.swapaxes(maps.A, 1, 2)  # row vectors: v ← v A_iᵀ

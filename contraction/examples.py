@@ -91,6 +91,14 @@ def two_point_cdf(lr):
 
     ``h = ½``: Uniform[−1, 1]; ``h = ⅔``: the Cantor measure on [−1, 1]
     (``θ̃_∞ = Σ_k 2 ε_k / 3^k``, ternary digits in ``{0, 2}``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bool(np.allclose(two_point_cdf(0.5)([-1.0, 0.0, 0.5]), [0.0, 0.5, 0.75]))
+    True
+    >>> bool(np.allclose(two_point_cdf(2 / 3)([-1 / 3, 1 / 3, 5 / 9]), [0.5, 0.5, 0.75]))  # flat on the gap
+    True
     """
     h = check_lr(lr)
     if np.isclose(h, 0.5, rtol=0, atol=1e-12):

@@ -21,6 +21,13 @@ def chain_generators(n_chains: int, rng=None) -> list[np.random.Generator]:
 
     ``rng`` is anything :func:`numpy.random.default_rng` accepts. Generator
     ``i`` depends only on the seed and ``i``.
+
+    Examples
+    --------
+    >>> a = chain_generators(2, rng=5)[1].random()
+    >>> b = chain_generators(6, rng=5)[1].random()
+    >>> a == b
+    True
     """
     n_chains = check_positive_int(n_chains, "n_chains")
     if isinstance(rng, np.random.Generator):

@@ -376,7 +376,15 @@ class LawComparison:
 
 
 def ks_against_cdf(samples, cdf) -> LawComparison:
-    """One-sample Kolmogorov–Smirnov test of 1-D ``samples`` against an exact ``cdf``."""
+    """One-sample Kolmogorov–Smirnov test of 1-D ``samples`` against an exact ``cdf``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> u = np.random.default_rng(0).uniform(-1, 1, 2000)
+    >>> ks_against_cdf(u, lambda x: (x + 1) / 2).pvalue > 0.01 > ks_against_cdf(u**3, lambda x: (x + 1) / 2).pvalue
+    True
+    """
     x = as_float_array(samples, "samples", ndim=1)
     res = scipy.stats.kstest(x, cdf)
     return LawComparison(float(res.statistic), float(res.pvalue), "Kolmogorov-Smirnov (exact CDF)")
@@ -416,5 +424,11 @@ def compare_laws(x, y, rng=None, n_projections=16) -> LawComparison:
 
 
 def wasserstein_1d(x, y) -> float:
-    """Wasserstein-1 distance between two 1-D samples (``scipy.stats.wasserstein_distance``)."""
+    """Wasserstein-1 distance between two 1-D samples (``scipy.stats.wasserstein_distance``).
+
+    Examples
+    --------
+    >>> wasserstein_1d([0.0, 1.0], [0.5, 1.5])
+    0.5
+    """
     return float(scipy.stats.wasserstein_distance(as_float_array(x, "x", ndim=1), as_float_array(y, "y", ndim=1)))
