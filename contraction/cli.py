@@ -6,18 +6,15 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 __all__ = ["main"]
 
 
 def _compare(args) -> int:
+    from .examples import two_point_quadratic
     from .iterates import backward_iterates, forward_iterates
-    from .models import QuadraticModel
     from .sampling import sample_batches
 
-    model = QuadraticModel([[[1.0]], [[1.0]]], [[1.0], [-1.0]])
-    maps = model.sgd_maps(args.lr)
+    maps = two_point_quadratic().sgd_maps(args.lr)
     idx = sample_batches(2, args.steps, rng=args.seed)
     fwd = forward_iterates(maps, [0.0], idx)[0, :, 0]
     bwd = backward_iterates(maps, [0.0], idx)[0, :, 0]
@@ -31,10 +28,9 @@ def _compare(args) -> int:
 
 
 def _verify(args) -> int:
-    import json
-    import os
-
     import proofs_checks
+
+    from ._io import write_json_atomic
 
     def progress(r):
         status = "PASS" if r.passed else "FAIL"
@@ -45,11 +41,7 @@ def _verify(args) -> int:
     results = proofs_checks.run_all(quick=args.quick, only=args.only, progress=progress)
     print(proofs_checks.format_table(results))
     if args.json:
-        payload = {"quick": bool(args.quick), "results": [r.as_dict() for r in results]}
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2)
-        os.replace(tmp, args.json)
+        write_json_atomic(args.json, {"quick": bool(args.quick), "results": [r.as_dict() for r in results]})
         print(f"wrote {args.json}", file=sys.stderr)
     if args.figures:
         from .figures import write_figures

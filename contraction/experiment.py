@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from ._io import write_json_atomic
 from ._validation import check_lr, check_positive_int
 from .approximations import bracket_corrected_iterates, windowed_backward_iterates
 from .iterates import backward_iterates, forward_iterates
@@ -86,13 +87,6 @@ class _Progress:
         if self.done == self.total:
             sys.stderr.write("\n")
         sys.stderr.flush()
-
-
-def _write_json(path, payload):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=1)
-    os.replace(tmp, path)
 
 
 def _method_summary(net, dataset, traj, cost):
@@ -235,7 +229,7 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
     }
     bar.update("done")
     if out_dir is not None:
-        _write_json(os.path.join(out_dir, "results.json"), result)
+        write_json_atomic(os.path.join(out_dir, "results.json"), result)
     return result
 
 
