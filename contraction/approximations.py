@@ -139,7 +139,7 @@ def sliding_backward_iterates(maps, theta0, idx, window, *, save_steps=None) -> 
     >>> bool(np.isclose(s[5], A[0, 0] * s[3] + b[0]))
     True
     """
-    idx, theta0, steps = prepare_iteration(maps, theta0, idx, None)
+    idx, theta0, steps = prepare_iteration(maps, theta0, idx, save_steps)
     C, n = idx.shape
     W = check_positive_int(window, "window")
     d = theta0.shape[1]
@@ -151,8 +151,6 @@ def sliding_backward_iterates(maps, theta0, idx, window, *, save_steps=None) -> 
         base = np.maximum(0, ns - W)
         full[:, ns] = apply_words(maps, full[:, base], idx, first, ns)
     cost = int(np.minimum(np.arange(1, n + 1), W).sum())
-    if save_steps is not None:
-        _, _, steps = prepare_iteration(maps, theta0, idx, save_steps)
     return ApproximateIterates(_check_diverged(full[:, steps], steps, "sliding backward"), steps, "sliding",
                                W, cost, 0)
 

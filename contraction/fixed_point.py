@@ -128,10 +128,7 @@ def backward_limits(maps, theta0, n_chains, rng=None, tol=1e-10, max_steps=100_0
             )
         kind = "estimate"
         scale = _spread_estimate(maps, theta0, rng)
-    E = np.zeros((m, d + 1, d + 1))
-    E[:, :d, :d] = maps.A
-    E[:, :d, d] = maps.b
-    E[:, d, d] = 1.0
+    E = maps.augmented
     gens = chain_generators(n_chains, rng)
     carry = np.broadcast_to(np.eye(d + 1), (n_chains, d + 1, d + 1)).copy()
     out_x = theta0.copy()

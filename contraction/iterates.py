@@ -119,7 +119,7 @@ def _affine_forward(maps: AffineMaps, theta0, idx, steps):
                     out[:, pos] = theta
                     pos += 1
             return out
-        M = np.concatenate([np.swapaxes(maps.A, 1, 2), maps.b[:, None, :]], axis=1)
+        M = maps._row_matrices
         workers = _forward_workers(C, m)
         if workers == 1:
             _grouped_forward(M, theta0, idx, save, out[:, first:])
@@ -178,10 +178,7 @@ def _grouped_forward(M, theta0, idx, save, out):
 def _affine_backward(maps: AffineMaps, theta0, idx, steps):
     C, n = idx.shape
     d = maps.dim
-    E = np.zeros((maps.n_maps, d + 1, d + 1))
-    E[:, :d, :d] = maps.A
-    E[:, :d, d] = maps.b
-    E[:, d, d] = 1.0
+    E = maps.augmented
     x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)  # (C, d+1)
     out = np.empty((C, steps.size, d))
     pos = 0

@@ -9,6 +9,7 @@ acts first. Forward SGD over the batch sequence ``ξ_1, …, ξ_n`` is the word
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -163,6 +164,25 @@ class AffineMaps:
         """Dimension ``d``."""
         return self.A.shape[1]
 
+    @cached_property
+    def augmented(self) -> np.ndarray:
+        """``E_i = [[A_i, b_i], [0, 1]]``, shape (m, d+1, d+1): composition is matrix product.
+
+        Computed once (derived from ``A`` and ``b``) and read-only.
+        """
+        d = self.dim
+        E = np.zeros((self.n_maps, d + 1, d + 1))
+        E[:, :d, :d] = self.A
+        E[:, :d, d] = self.b
+        E[:, d, d] = 1.0
+        E.setflags(write=False)
+        return E
+
+    @property
+    def _row_matrices(self) -> np.ndarray:
+        """``[[A_iᵀ], [b_iᵀ]]``, shape (m, d+1, d): ``[θ, 1] @ M_i = T_i(θ)`` for row vectors."""
+        return np.swapaxes(self.augmented[:, : self.dim, :], 1, 2)
+
     # --- application ----------------------------------------------------------
     def apply(self, theta, index) -> np.ndarray:
         """Apply ``T_index`` to ``theta``.
@@ -190,9 +210,8 @@ class AffineMaps:
         """Unchecked :meth:`apply` for the iteration engines."""
         index = np.asarray(index)
         if theta.ndim == 2 and index.shape == theta.shape[:1] and _use_groups(len(theta), self.n_maps):
-            M = np.concatenate([np.swapaxes(self.A, 1, 2), self.b[:, None, :]], axis=1)
             X = np.concatenate([theta, np.ones((len(theta), 1))], axis=1)[:, None, :]
-            return _grouped_matmul(X, M, index)[:, 0]
+            return _grouped_matmul(X, self._row_matrices, index)[:, 0]
         A = self.A[index]
         return np.einsum("...ij,...j->...i", A, theta) + self.b[index]
 
