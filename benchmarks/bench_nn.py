@@ -25,7 +25,7 @@ import numpy as np
 from _timing import best_of
 
 import contraction as ct
-from contraction.datasets import load_digits_data
+from contraction.nn.datasets import load_digits_data
 
 
 def bench_all_n(data, batch_size, n_steps=200, hidden=16):

@@ -11,8 +11,12 @@ from .approximations import (
     sliding_backward_iterates,
     windowed_backward_iterates,
 )
-from ._validation import ContractionWarning, DivergenceError, NonConvergenceWarning
-from .diagnostics import (
+from .core._validation import ContractionWarning, DivergenceError, NonConvergenceWarning
+from .core.iterates import backward_iterates, forward_iterates
+from .core.maps import AffineMaps, GradientMaps, compose_affine
+from .core.models import LinearRegressionModel, QuadraticModel
+from .core.sampling import chain_generators, sample_batches
+from .theory.diagnostics import (
     LyapunovResult,
     StableLearningRates,
     contraction_constant,
@@ -21,33 +25,27 @@ from .diagnostics import (
     mean_square_radius,
     tail_index,
 )
-from .examples import (
+from .theory.examples import (
     gaussian_least_squares_1d,
-    hill_estimator,
+    gaussian_lyapunov_1d,
+    gaussian_lyapunov_threshold,
+    log_cosh_maps,
     mean_estimation,
     two_point_cdf,
     two_point_quadratic,
 )
-from .fixed_point import FixedPointResult, backward_fixed_point
-from .iterates import backward_iterates, forward_iterates
-from .maps import AffineMaps, GradientMaps, compose_affine
-from .models import LinearRegressionModel, QuadraticModel
-from .sampling import chain_generators, sample_batches
-from .stationary import (
-    LawComparison,
+from .theory.fixed_point import FixedPointResult, backward_fixed_point
+from .theory.laws import LawComparison, compare_laws, hill_estimator, ks_against_cdf, wasserstein_1d
+from .theory.moments import (
     MomentsAtStep,
     StationaryLawError,
     StationaryMoments,
-    StationarySamples,
     backward_distance_squared,
-    compare_laws,
-    ks_against_cdf,
     moments_at_step,
     stationary_moments,
-    stationary_samples,
     stationary_step_size,
-    wasserstein_1d,
 )
+from .theory.samples import StationarySamples, stationary_samples
 
 __version__ = "0.1.0"
 
@@ -89,8 +87,11 @@ __all__ = [
     "contraction_constant",
     "forward_iterates",
     "gaussian_least_squares_1d",
+    "gaussian_lyapunov_1d",
+    "gaussian_lyapunov_threshold",
     "hill_estimator",
     "ks_against_cdf",
+    "log_cosh_maps",
     "lyapunov_exponent",
     "max_stable_lr",
     "mean_estimation",

@@ -10,9 +10,9 @@ __all__ = ["main"]
 
 
 def _compare(args) -> int:
-    from .examples import two_point_quadratic
-    from .iterates import backward_iterates, forward_iterates
-    from .sampling import sample_batches
+    from .theory.examples import two_point_quadratic
+    from .core.iterates import backward_iterates, forward_iterates
+    from .core.sampling import sample_batches
 
     maps = two_point_quadratic().sgd_maps(args.lr)
     idx = sample_batches(2, args.steps, rng=args.seed)
@@ -30,7 +30,7 @@ def _compare(args) -> int:
 def _verify(args) -> int:
     import proofs_checks
 
-    from ._io import write_json_atomic
+    from .core._io import write_json_atomic
 
     def progress(r):
         status = "PASS" if r.passed else "FAIL"
@@ -60,7 +60,7 @@ def _reproduce(args) -> int:
 
 
 def _experiment(args) -> int:
-    from .experiment import run_nn_experiment, write_experiment_figures
+    from .experiments import run_nn_experiment, write_experiment_figures
 
     result = run_nn_experiment(model=args.model, data=args.data, steps=args.steps, batch_size=args.batch_size,
                                lr=args.lr, window=args.window, seed=args.seed, weight_decay=args.weight_decay,

@@ -11,8 +11,8 @@ import os
 import numpy as np
 
 from . import plotting
-from .diagnostics import contraction_constant, lyapunov_exponent, mean_square_radius
-from .examples import (
+from .theory.diagnostics import contraction_constant, lyapunov_exponent, mean_square_radius
+from .theory.examples import (
     gaussian_least_squares_1d,
     gaussian_lyapunov_threshold,
     log_cosh_maps,
@@ -20,9 +20,10 @@ from .examples import (
     two_point_cdf,
     two_point_quadratic,
 )
-from .iterates import backward_iterates, forward_iterates
-from .sampling import sample_batches
-from .stationary import stationary_moments, stationary_samples
+from .core.iterates import backward_iterates, forward_iterates
+from .core.sampling import sample_batches
+from .theory.moments import stationary_moments
+from .theory.samples import stationary_samples
 
 __all__ = ["FIGURES", "write_figures", "lie_slope_data"]
 
@@ -85,7 +86,7 @@ def _increments(path, quick):
 
 
 def _random_contraction():
-    from .maps import AffineMaps
+    from .core.maps import AffineMaps
 
     rng = np.random.default_rng(10)
     A = rng.normal(size=(4, 3, 3))
@@ -143,7 +144,7 @@ def _lie(path, quick):
 
 
 def _nn(path, quick):
-    from .experiment import run_nn_experiment
+    from .experiments import run_nn_experiment
 
     res = run_nn_experiment(model="mlp", steps=120 if quick else 300, seed=0)
     return plotting.save_figure(plotting_nn_curves(res), path)

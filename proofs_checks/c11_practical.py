@@ -21,7 +21,6 @@ import numpy as np
 import scipy.stats
 
 import contraction as ct
-from contraction.examples import log_cosh_maps
 
 from ._base import Timer, make_result
 
@@ -63,12 +62,12 @@ def check(quick=False, windowed=ct.windowed_backward_iterates, sliding=ct.slidin
         theta0 = np.array([0.3, -0.2])
         err_c, err_f = [], []
         for h in hs:
-            g = log_cosh_maps(h)
+            g = ct.log_cosh_maps(h)
             anchored = windowed(g, theta0, seq, Wc).iterates
             err_c.append(np.abs(corrected(g, theta0, seq, Wc).iterates - anchored).max())
             err_f.append(np.abs(ct.forward_iterates(g, theta0, seq) - anchored).max())
         slope_c, slope_f = _slope(hs, err_c), _slope(hs, err_f)
-        cost_c = corrected(log_cosh_maps(0.01), theta0, seq, Wc)
+        cost_c = corrected(ct.log_cosh_maps(0.01), theta0, seq, Wc)
     return make_result(
         "C11", STATEMENT, slope_c, 3.0, "==", 0.2, t.seconds,
         extra_conditions={

@@ -17,7 +17,6 @@ ingredient.
 import numpy as np
 
 import contraction as ct
-from contraction.examples import gaussian_lyapunov_1d, gaussian_lyapunov_threshold
 
 from ._base import Timer, make_result
 
@@ -52,7 +51,7 @@ def check(quick=False, cdf=ct.two_point_cdf):
                 refused.append("heavy-tailed" in str(exc))
         finite_below = np.isfinite(ct.stationary_moments(e3.sgd_maps(0.6)).cov).all()
         gammas = [ct.lyapunov_exponent(e3.sgd_maps(h)).exponent for h in (1.0, 2.0, 2.35)]
-        threshold = gaussian_lyapunov_threshold()
+        threshold = ct.gaussian_lyapunov_threshold()
         converge = ct.backward_fixed_point(e3.sgd_maps(2.3), rng=124, tol=1e-6).converged
         h_tail = 1.0
         maps = e3.sgd_maps(h_tail)
@@ -67,7 +66,7 @@ def check(quick=False, cdf=ct.two_point_cdf):
             "E2 mean x̄, covariance h Σx/(2-h)": bool(e2_ok),
             "E3 covariance refused for h >= 2/3, finite at 0.6": all(refused) and bool(finite_below),
             "E3 γ < 0 up to 2.35 and threshold in [2.40, 2.44]": max(gammas) < 0 and 2.40 < threshold < 2.44
-            and gaussian_lyapunov_1d(2.5) > 0,
+            and ct.gaussian_lyapunov_1d(2.5) > 0,
             "E3 backward iterates converge at h = 2.3": bool(converge),
             "E3 Hill estimate within 0.15 of α": abs(hill - alpha) < 0.15,
         },

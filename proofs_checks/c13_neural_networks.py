@@ -21,7 +21,7 @@ backward pass comes from the ``backward`` ingredient.
 import numpy as np
 
 import contraction as ct
-from contraction.experiment import _network, load_experiment_data, total_variation
+from contraction.experiments import _network, load_experiment_data, total_variation
 
 from ._base import Timer, make_result
 

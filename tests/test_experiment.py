@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-import contraction.experiment as ex
+import contraction.experiments as ex
 from contraction.cli import main
 
 

@@ -109,7 +109,7 @@ def test_save_steps_selects_rows(fn):
 
 def test_backward_block_scan_matches_sequential(monkeypatch):
     """Long horizons go through several scan blocks; the carry must join them."""
-    import contraction.iterates as it
+    import contraction.core.iterates as it
 
     rng = np.random.default_rng(5)
     maps = ct.AffineMaps(0.4 * rng.normal(size=(4, 3, 3)), rng.normal(size=(4, 3)))
@@ -180,7 +180,7 @@ def test_gradient_maps_of_a_model_match_its_affine_maps():
 
 
 def test_threaded_forward_equals_single_threaded(monkeypatch):
-    import contraction.iterates as it
+    import contraction.core.iterates as it
 
     rng = np.random.default_rng(12)
     maps = ct.AffineMaps(0.3 * rng.normal(size=(3, 4, 4)), rng.normal(size=(3, 4)))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import contraction as ct
-from contraction import _lie_trees as trees
+from contraction.lie import _trees as trees
 from contraction import lie
 from proofs_checks import c09_lie_bracket as c09
 from proofs_checks import c10_order_symmetry as c10

@@ -7,7 +7,7 @@ import pytest
 
 import contraction as ct
 from contraction import nn
-from contraction.datasets import Dataset, load_digits_data, teacher_student_data
+from contraction.nn.datasets import Dataset, load_digits_data, teacher_student_data
 
 DATA = teacher_student_data(n_train=48, n_test=24, n_features=16, n_classes=3, rng=7)
 

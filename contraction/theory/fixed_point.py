@@ -23,10 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import NonConvergenceWarning, as_float_array, check_positive_int, describe
+from ..core._validation import NonConvergenceWarning, as_float_array, check_positive_int, describe
 from .diagnostics import contraction_constant, lyapunov_exponent, mean_square_radius
-from .maps import AffineMaps, _grouped_matmul
-from .sampling import chain_generators
+from ..core._kernels import _grouped_matmul
+from ..core.maps import AffineMaps
+from ..core.iterates import forward_iterates
+from ..core.sampling import chain_generators, sample_batches
+from .moments import stationary_moments
 
 __all__ = ["FixedPointResult", "backward_fixed_point", "backward_limits"]
 
@@ -77,15 +80,10 @@ def _spread_estimate(maps: AffineMaps, theta0: np.ndarray, rng) -> np.ndarray:
     with probability ≤ 1 %). Otherwise the 0.999-quantile of ``‖Z − θ_0‖``
     over long forward runs.
     """
-    from .stationary import stationary_moments  # local: stationary imports this module
-
     if mean_square_radius(maps) < 1:
         mom = stationary_moments(maps)
         diff = theta0 - mom.mean
         return 10.0 * np.sqrt(np.sum(diff * diff, axis=-1) + np.trace(mom.cov))
-    from .iterates import forward_iterates
-    from .sampling import sample_batches
-
     gamma = lyapunov_exponent(maps, rng=np.random.default_rng(1)).exponent
     n = int(min(20000, max(200, 40.0 / max(-gamma, 1e-3))))
     idx = sample_batches(maps.n_maps, n, 2000, probs=maps.probs, rng=np.random.default_rng(2))

@@ -27,11 +27,11 @@ import time
 
 import numpy as np
 
-from ._io import write_json_atomic
-from ._validation import check_lr, check_positive_int
-from .approximations import bracket_corrected_iterates, windowed_backward_iterates
-from .iterates import backward_iterates, forward_iterates
-from .sampling import sample_batches
+from ..core._io import write_json_atomic
+from ..core._validation import check_lr, check_positive_int
+from ..approximations import bracket_corrected_iterates, windowed_backward_iterates
+from ..core.iterates import backward_iterates, forward_iterates
+from ..core.sampling import sample_batches
 
 __all__ = ["METHODS", "run_nn_experiment", "total_variation", "load_experiment_data"]
 
@@ -46,7 +46,7 @@ def total_variation(curve) -> float:
 
 def load_experiment_data(data="digits", seed=0):
     """The data set of an experiment: ``"digits"`` (needs scikit-learn) or ``"synthetic"``."""
-    from .datasets import load_digits_data, teacher_student_data
+    from ..nn.datasets import load_digits_data, teacher_student_data
 
     if data == "digits":
         return load_digits_data()
@@ -56,7 +56,7 @@ def load_experiment_data(data="digits", seed=0):
 
 
 def _network(model, dataset, batch_size, weight_decay, hidden):
-    from .nn import CNN, MLP
+    from ..nn import CNN, MLP
 
     if model == "mlp":
         return MLP(dataset.X_train, dataset.y_train, hidden=hidden, batch_size=batch_size,
@@ -196,7 +196,7 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
         bar.update(name)
 
     # How contractive are the maps along the forward run? ‖I − h ∇²f_{ξ_n}(θ_{n−1})‖₂.
-    from .nn import estimate_lipschitz
+    from ..nn import estimate_lipschitz
 
     fwd = trajectories["forward"]
     probe = np.unique(np.linspace(0, steps - 1, min(steps, 12)).astype(int))
@@ -252,8 +252,8 @@ def _honest_statement(s):
 
 def write_experiment_figures(result, out_dir) -> list[str]:
     """PNG figures of an experiment result: loss, test accuracy and step-norm curves."""
-    from . import plotting
-    from .figures import plotting_nn_curves
+    from .. import plotting
+    from ..figures import plotting_nn_curves
 
     os.makedirs(out_dir, exist_ok=True)
     paths = [plotting.save_figure(plotting_nn_curves(result), os.path.join(out_dir, "curves.png"))]

@@ -21,25 +21,18 @@ import scipy.linalg
 import scipy.sparse.linalg
 import scipy.stats
 
-from ._validation import as_float_array, check_positive_int, describe
+from ..core._validation import as_float_array, check_positive_int, describe
 from .diagnostics import lyapunov_exponent, mean_square_operator, mean_square_radius
-from .fixed_point import backward_limits
-from .maps import AffineMaps
+from ..core.maps import AffineMaps
 
 __all__ = [
-    "LawComparison",
     "MomentsAtStep",
     "StationaryLawError",
     "StationaryMoments",
-    "StationarySamples",
     "backward_distance_squared",
-    "compare_laws",
-    "ks_against_cdf",
     "moments_at_step",
     "stationary_moments",
-    "stationary_samples",
     "stationary_step_size",
-    "wasserstein_1d",
 ]
 
 
@@ -288,147 +281,3 @@ def stationary_step_size(maps) -> float:
     quad = np.einsum("mij,jk,mik->m", B, mom.second_moment, B)
     cross = 2 * np.einsum("mi,mij,j->m", maps.b, B, mom.mean)
     return float(maps.probs @ (quad + cross + np.sum(maps.b**2, axis=1)))
-
-
-@dataclass(frozen=True)
-class StationarySamples:
-    """Samples of the stationary law.
-
-    Attributes
-    ----------
-    samples : ndarray (n_samples, d)
-    method : str
-    n_steps : ndarray (n_samples,)
-        Steps used by each sample.
-    error_bound : float
-        Backward: largest bound on ``‖sample − θ̃_∞‖`` (kind in ``bound_kind``);
-        forward: ``nan`` (burn-in only).
-    bound_kind : str
-    """
-
-    samples: np.ndarray
-    method: str
-    n_steps: np.ndarray
-    error_bound: float
-    bound_kind: str
-
-
-def stationary_samples(maps, n_samples, method="backward", rng=None, theta0=None, tol=1e-10,
-                       burn_in=None, max_steps=100_000) -> StationarySamples:
-    r"""Samples of the stationary law ``π``.
-
-    ``method="backward"``: independent backward limits, perfect samples up to
-    the error bound (Letac's principle; the sequence of each sample is
-    extended, never redrawn). ``method="forward"``: the last of ``burn_in``
-    forward steps of independent chains (approximate: the law of ``θ_n``
-    only approaches ``π``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import contraction as ct
-    >>> maps = ct.QuadraticModel([[[1.0]], [[1.0]]], [[1.0], [-1.0]]).sgd_maps(0.5)
-    >>> res = ct.stationary_samples(maps, 2000, rng=0)
-    >>> res.samples.shape == (2000, 1) and res.error_bound <= 1e-10
-    True
-    >>> bool(ct.ks_against_cdf(res.samples[:, 0], lambda x: (x + 1) / 2).pvalue > 0.001)  # Uniform[-1, 1]
-    True
-    """
-    maps = _check_maps(maps)
-    n_samples = check_positive_int(n_samples, "n_samples")
-    if method not in ("backward", "forward"):
-        raise ValueError(f"method: expected 'backward' or 'forward', got {method!r}")
-    if theta0 is None:
-        try:
-            theta0 = _stationary_mean(maps)
-        except StationaryLawError:
-            theta0 = np.zeros(maps.dim)
-    if method == "backward":
-        res = backward_limits(maps, theta0, n_samples, rng=rng, tol=tol, max_steps=max_steps)
-        if not res.converged.all():
-            raise StationaryLawError(
-                f"max_steps: {int((~res.converged).sum())} of {n_samples} backward samples did not reach "
-                f"tol={tol:g} within {max_steps} steps; raise max_steps or loosen tol"
-            )
-        return StationarySamples(res.x, "backward", res.n_steps, float(res.error_bound.max()), res.bound_kind)
-    from .iterates import forward_iterates
-    from .sampling import sample_batches
-
-    if burn_in is None:
-        gamma = lyapunov_exponent(maps, rng=np.random.default_rng(0)).exponent
-        burn_in = int(min(max_steps, np.ceil(np.log(tol) / min(gamma, -1e-6))))
-    burn_in = check_positive_int(burn_in, "burn_in")
-    idx = sample_batches(maps.n_maps, burn_in, n_samples, probs=maps.probs, rng=rng)
-    x = forward_iterates(maps, theta0, idx, save_steps=[burn_in])[:, 0]
-    return StationarySamples(x, "forward", np.full(n_samples, burn_in), float("nan"), "none")
-
-
-# --- comparing laws (built on scipy.stats) --------------------------------------
-
-
-@dataclass(frozen=True)
-class LawComparison:
-    """Result of a test of equality of laws."""
-
-    statistic: float
-    pvalue: float
-    method: str
-
-
-def ks_against_cdf(samples, cdf) -> LawComparison:
-    """One-sample Kolmogorov–Smirnov test of 1-D ``samples`` against an exact ``cdf``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> u = np.random.default_rng(0).uniform(-1, 1, 2000)
-    >>> ks_against_cdf(u, lambda x: (x + 1) / 2).pvalue > 0.01 > ks_against_cdf(u**3, lambda x: (x + 1) / 2).pvalue
-    True
-    """
-    x = as_float_array(samples, "samples", ndim=1)
-    res = scipy.stats.kstest(x, cdf)
-    return LawComparison(float(res.statistic), float(res.pvalue), "Kolmogorov-Smirnov (exact CDF)")
-
-
-def compare_laws(x, y, rng=None, n_projections=16) -> LawComparison:
-    """Two-sample test of equal laws.
-
-    1-D samples: two-sample Kolmogorov–Smirnov. ``d``-dimensional samples:
-    KS on ``n_projections`` random directions with a Bonferroni correction
-    (statistic: the largest KS distance).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> same = compare_laws(rng.normal(size=(500, 2)), rng.normal(size=(500, 2)), rng=1)
-    >>> shifted = compare_laws(rng.normal(size=(500, 2)), 0.5 + rng.normal(size=(500, 2)), rng=1)
-    >>> same.pvalue > 0.01 and shifted.pvalue < 1e-6
-    True
-    """
-    x = as_float_array(x, "x", ndim=(1, 2))
-    y = as_float_array(y, "y", ndim=(1, 2))
-    if x.ndim == 1 and y.ndim == 1:
-        res = scipy.stats.ks_2samp(x, y)
-        return LawComparison(float(res.statistic), float(res.pvalue), "two-sample Kolmogorov-Smirnov")
-    x, y = np.atleast_2d(x.T).T, np.atleast_2d(y.T).T
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"y: expected samples of dimension {x.shape[1]}, got {describe(y)}")
-    n_projections = check_positive_int(n_projections, "n_projections")
-    dirs = np.random.default_rng(rng).normal(size=(n_projections, x.shape[1]))
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    stats = [scipy.stats.ks_2samp(x @ u, y @ u) for u in dirs]
-    p = min(1.0, n_projections * min(s.pvalue for s in stats))
-    return LawComparison(float(max(s.statistic for s in stats)), float(p),
-                         f"KS on {n_projections} random projections (Bonferroni)")
-
-
-def wasserstein_1d(x, y) -> float:
-    """Wasserstein-1 distance between two 1-D samples (``scipy.stats.wasserstein_distance``).
-
-    Examples
-    --------
-    >>> wasserstein_1d([0.0, 1.0], [0.5, 1.5])
-    0.5
-    """
-    return float(scipy.stats.wasserstein_distance(as_float_array(x, "x", ndim=1), as_float_array(y, "y", ndim=1)))

@@ -44,10 +44,11 @@ from math import factorial
 import numpy as np
 import sympy
 
-from . import _lie_trees as _trees
-from ._lie_numeric import BracketStep, bracket_corrected_step, loglog_slope
-from ._validation import check_positive_int, describe
-from .maps import GradientMaps
+from ..approximations import BracketStep, bracket_corrected_step
+from ..core._fitting import loglog_slope
+from ..core._validation import check_positive_int, describe
+from ..core.maps import GradientMaps
+from . import _trees
 
 __all__ = [
     "BracketStep",
@@ -631,7 +632,7 @@ class FormalSeries:
     terms : tuple
         ``((k, ((tree, α), …)), …)`` for the powers ``k`` with non-zero terms;
         ``tree = (a, children)`` is the elementary differential
-        ``D^r g_a[F(c_1), …, F(c_r)]`` (see :mod:`contraction._lie_trees`).
+        ``D^r g_a[F(c_1), …, F(c_r)]`` (see :mod:`contraction.lie._trees`).
         Coefficients are exact fractions.
     h_order : int
         Truncation order ``K``: terms of order ``h^{K+1}`` and higher are dropped.

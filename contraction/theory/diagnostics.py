@@ -19,9 +19,10 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse.linalg
 
-from ._validation import check_positive_int, describe
-from .maps import AffineMaps, _grouped_matmul
-from .sampling import sample_batches
+from ..core._validation import check_positive_int, describe
+from ..core._kernels import _grouped_matmul
+from ..core.maps import AffineMaps
+from ..core.sampling import sample_batches
 
 __all__ = [
     "LyapunovResult",

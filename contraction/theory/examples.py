@@ -22,8 +22,9 @@ import scipy.optimize
 import scipy.special
 import scipy.stats
 
-from ._validation import as_float_array, check_lr, check_positive_int
-from .models import LinearRegressionModel, QuadraticModel
+from ..core._validation import as_float_array, check_lr, check_positive_int
+from ..core.maps import GradientMaps
+from ..core.models import LinearRegressionModel, QuadraticModel
 
 __all__ = [
     "cantor_cdf",
@@ -31,7 +32,6 @@ __all__ = [
     "gaussian_least_squares_1d",
     "gaussian_lyapunov_1d",
     "gaussian_lyapunov_threshold",
-    "hill_estimator",
     "log_cosh_maps",
     "mean_estimation",
     "two_point_cdf",
@@ -205,7 +205,20 @@ def gaussian_lyapunov_1d(lr) -> float:
 
 
 def gaussian_lyapunov_threshold() -> float:
-    """The ``h`` where ``E log|1 − h x²|`` changes sign (``≈ 2.42``)."""
+    """The ``h`` where ``E log|1 − h x²|`` changes sign (``≈ 2.42``).
+
+    Returns
+    -------
+    float
+        The root of :func:`gaussian_lyapunov_1d` in ``(1, 4)``: backward SGD
+        on 1-D Gaussian least squares converges below it.
+
+    Examples
+    --------
+    >>> h = gaussian_lyapunov_threshold()
+    >>> bool(2.4 < h < 2.45 and abs(gaussian_lyapunov_1d(h)) < 1e-8)
+    True
+    """
     return float(scipy.optimize.brentq(gaussian_lyapunov_1d, 1.0, 4.0, xtol=1e-10))
 
 
@@ -226,8 +239,6 @@ def log_cosh_maps(lr, seed=0, n_batches=3, n_terms=4, dim=2):
     >>> bool(np.allclose(fd, maps.hvp(th, v, [1]), atol=1e-8))
     True
     """
-    from .maps import GradientMaps
-
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(n_batches, n_terms, dim))
     y = rng.normal(size=(n_batches, n_terms))
@@ -242,24 +253,3 @@ def log_cosh_maps(lr, seed=0, n_batches=3, n_terms=4, dim=2):
         return np.einsum("nk,nkd->nd", av / np.cosh(z) ** 2, a[index])
 
     return GradientMaps(gradient, lr, n_batches, hvp=hvp)
-
-
-def hill_estimator(samples, k) -> float:
-    r"""Hill estimate of the tail index from the ``k`` largest ``|samples|``.
-
-    ``α̂ = k / Σ_{j<k} log(X_(j) / X_(k))`` with ``X_(0) >= X_(1) >= …``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> x = np.random.default_rng(0).pareto(1.5, size=200_000) + 1.0
-    >>> bool(abs(hill_estimator(x, 2000) - 1.5) < 0.1)
-    True
-    """
-    x = np.sort(np.abs(as_float_array(samples, "samples", ndim=1)))[::-1]
-    k = check_positive_int(k, "k")
-    if k >= x.size:
-        raise ValueError(f"k: expected fewer than the {x.size} samples, got {k}")
-    if x[k] <= 0:
-        raise ValueError("samples: expected at least k + 1 non-zero values")
-    return float(k / np.sum(np.log(x[:k] / x[k])))

@@ -25,7 +25,8 @@ import os
 import numpy as np
 
 from ._validation import DivergenceError, as_float_array, describe
-from .maps import _GROUP_MIN_CHAINS_PER_BATCH, AffineMaps, _grouped_matmul, _sort_by_batch, _use_groups, as_indices
+from ._kernels import _GROUP_MIN_CHAINS_PER_BATCH, _grouped_matmul, _sort_by_batch, _use_groups
+from .maps import AffineMaps, as_indices
 
 __all__ = ["apply_words", "forward_iterates", "backward_iterates", "prepare_iteration"]
 

@@ -50,7 +50,7 @@ Examples
 --------
 >>> import numpy as np
 >>> import contraction as ct
->>> from contraction.datasets import teacher_student_data
+>>> from contraction.nn.datasets import teacher_student_data
 >>> data = teacher_student_data(n_train=64, n_test=32, rng=0)
 >>> net = ct.nn.MLP(data.X_train, data.y_train, hidden=8, batch_size=16, weight_decay=1e-3)
 >>> theta0 = net.init_params(rng=1)
@@ -72,8 +72,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_float_array, check_lr, check_positive_int, describe
-from .maps import GradientMaps
+from ..core._validation import as_float_array, check_lr, check_positive_int, describe
+from ..core.maps import GradientMaps
 
 __all__ = ["MLP", "CNN", "Evaluation", "estimate_lipschitz", "im2col_indices"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_positive_int, describe
+from ..core._validation import check_positive_int, describe
 
 __all__ = ["Dataset", "load_digits_data", "teacher_student_data"]
 

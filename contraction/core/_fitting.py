@@ -1,0 +1,35 @@
+"""One log-log slope fit, used wherever an order of convergence is measured."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import as_float_array, describe
+
+__all__ = ["loglog_slope"]
+
+
+def loglog_slope(x, y) -> float:
+    r"""Least-squares slope of ``log y`` against ``log x``: the fitted order ``p`` in ``y ≈ C x^p``.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (n,)
+        Positive finite numbers, ``n ≥ 2`` with at least two distinct ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> h = np.geomspace(1e-3, 1e-1, 5)
+    >>> bool(abs(loglog_slope(h, 3.0 * h**2) - 2.0) < 1e-12)
+    True
+    """
+    x = as_float_array(x, "x", ndim=1)
+    y = as_float_array(y, "y", ndim=1)
+    if x.shape != y.shape or x.size < 2:
+        raise ValueError(f"y: expected the shape of x with at least 2 points, got {describe(y)}")
+    if np.any(x <= 0) or np.ptp(x) == 0:
+        raise ValueError(f"x: expected positive numbers, not all equal, got {describe(x)}")
+    if np.any(y <= 0):
+        raise ValueError(f"y: expected positive numbers (errors that do not vanish), got minimum {y.min()!r}")
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
