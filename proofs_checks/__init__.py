@@ -9,12 +9,14 @@ by keyword, which is how the tests show that every check can fail.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import sys
 import traceback
 
 from ._base import CheckResult, Timer, make_result
 
-__all__ = ["CLAIMS", "CheckResult", "Timer", "make_result", "run_check", "run_all", "format_table"]
+__all__ = ["CLAIMS", "CheckResult", "Timer", "format_table", "main", "make_result", "run_all", "run_check"]
 
 # claim id -> module name; all claims of SPEC.md §3 in order.
 CLAIMS = {
@@ -96,3 +98,31 @@ def format_table(results) -> str:
     n_pass = sum(r.passed for r in results)
     lines.append(f"{n_pass} passed, {len(results) - n_pass} failed")
     return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Run the checks from the command line (``python -m proofs_checks``); exit status 1 if a claim fails.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (``--quick``, ``--only C1 C7``); ``sys.argv[1:]`` when omitted. ``contraction verify``
+        runs the same checks and can also write JSON and figures.
+
+    Returns
+    -------
+    int
+        0 when every claim run passed, 1 when one failed, 2 for a usage error.
+    """
+    parser = argparse.ArgumentParser(prog="python -m proofs_checks",
+                                     description="Run the theorem checks C1-C13 and print a table.")
+    parser.add_argument("--quick", action="store_true", help="smaller samples")
+    parser.add_argument("--only", nargs="+", metavar="CLAIM", help="run only these claims (e.g. C1 C7)")
+    args = parser.parse_args(argv)
+    try:
+        results = run_all(quick=args.quick, only=args.only)
+    except ValueError as exc:
+        print(f"python -m proofs_checks: error: --{exc}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    return 0 if all(r.passed for r in results) else 1

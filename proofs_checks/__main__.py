@@ -1,5 +1,7 @@
+"""``python -m proofs_checks``: run the theorem checks and print the table (no figures, no CLI import)."""
+
 import sys
 
-from contraction.cli import main
+from proofs_checks import main
 
-sys.exit(main(["verify", *sys.argv[1:]]))
+sys.exit(main())

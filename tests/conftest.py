@@ -7,6 +7,9 @@ from hypothesis import HealthCheck, settings
 
 matplotlib.use("Agg")
 
+# the mutation harness is a command, not part of the suite (it runs the suite on mutated copies)
+collect_ignore = ["mutations"]
+
 settings.register_profile(
     "default",
     derandomize=True,
