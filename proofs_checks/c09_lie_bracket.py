@@ -26,6 +26,12 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import sympy
+
+import contraction as ct
+from contraction import lie
+
+from ._base import Timer, make_result
 
 STATEMENT = (
     "C9: forward - backward SGD = h^2 sum_{i<j} [g_i, g_j](theta0) + O(h^3) (slopes 2 and 3); "
@@ -68,22 +74,17 @@ BAND = 0.2
 @lru_cache(maxsize=16)
 def _steps(losses: tuple):
     """Symbolic steps of a loss family (cached: the symbolic work repeats across calls)."""
-    from contraction import lie
-
     return lie.SGDSteps(losses, SYMBOLS)
 
 
 def compose(maps, theta0, sequence, order):
     """θ_n of ``order`` ("forward" or "backward") over ``sequence``, from the numeric core."""
-    import contraction as ct
-
     iterate = ct.forward_iterates if order == "forward" else ct.backward_iterates
     return iterate(maps, theta0, list(sequence), save_steps=[len(sequence)])[0, -1]
 
 
 def _bracket_sum(steps, sequence, bracket):
-    import sympy
-
+    """``Σ_{i<j} [g_{ξ_i}, g_{ξ_j}]`` over the sequence, with the given bracket."""
     total = sympy.zeros(steps.dim, 1)
     for i in range(len(sequence)):
         for j in range(i + 1, len(sequence)):
@@ -94,10 +95,6 @@ def _bracket_sum(steps, sequence, bracket):
 
 def check(quick=False, *, bracket=None, compose=compose, quadratic_difference=None):
     """Check C9; ``bracket``, ``compose`` and ``quadratic_difference`` are replaceable ingredients."""
-    from contraction import QuadraticModel, lie
-
-    from ._base import Timer, make_result
-
     bracket = lie.bracket if bracket is None else bracket
     quadratic_difference = lie.quadratic_difference if quadratic_difference is None else quadratic_difference
     families = list(LOSS_FAMILIES)[:3] if quick else list(LOSS_FAMILIES)
@@ -114,7 +111,7 @@ def check(quick=False, *, bracket=None, compose=compose, quadratic_difference=No
                 structure_ok &= bool(np.allclose(lie.lambdify(diff.coefficients[2], steps.symbols)(THETA0),
                                                  term, rtol=1e-10, atol=1e-12))
                 d_err, r_err = [], []
-                for h, maps in zip(hs, maps_by_h):
+                for h, maps in zip(hs, maps_by_h, strict=True):
                     delta = compose(maps, THETA0, seq, "forward") - compose(maps, THETA0, seq, "backward")
                     d_err.append(np.linalg.norm(delta))
                     r_err.append(np.linalg.norm(delta - h * h * term))
@@ -147,7 +144,7 @@ def check(quick=False, *, bracket=None, compose=compose, quadratic_difference=No
             c = rng.normal(size=(2, d))
             theta = rng.normal(size=d)
             h = float(rng.uniform(0.05, 1.0))
-            maps = QuadraticModel(H, c).gradient_maps(h)
+            maps = ct.QuadraticModel(H, c).gradient_maps(h)
             numeric = compose(maps, theta, (0, 1), "forward") - compose(maps, theta, (0, 1), "backward")
             spec = h * h * ((H[1] @ H[0] - H[0] @ H[1]) @ theta - H[1] @ H[0] @ c[0] + H[0] @ H[1] @ c[1])
             quad_err = max(quad_err, np.abs(numeric - poly.evaluate(H, c, theta, h)).max(),

@@ -29,10 +29,18 @@ Reported value: the extrapolated κ; theoretical value: stated λ / h.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import permutations
 
 import numpy as np
+import sympy
+from scipy.integrate import solve_ivp
+
+import contraction as ct
+from contraction import lie
+
+from ._base import Timer, make_result
 
 STATEMENT = (
     "C10: under a random epoch order the bracket term has mean zero and mean forward SGD follows "
@@ -70,8 +78,6 @@ def all_orders(m):
 
 def compose(maps, theta0, sequences):
     """Forward SGD over each row of ``sequences`` from ``theta0``: shape (n_sequences, d)."""
-    import contraction as ct
-
     seqs = np.asarray(sequences)
     start = np.broadcast_to(theta0, (len(seqs), len(theta0)))
     return ct.forward_iterates(maps, start, seqs, save_steps=[seqs.shape[1]])[:, -1]
@@ -79,16 +85,13 @@ def compose(maps, theta0, sequences):
 
 @lru_cache(maxsize=8)
 def _steps(losses: tuple):
-    from contraction import lie
-
+    """Symbolic steps of a loss family (cached: the symbolic work repeats across calls)."""
     return lie.SGDSteps(losses, SYMBOLS)
 
 
 def gradient_flow(maps, theta0, time, weights, rho_h):
     """Flow for ``time`` of θ' = −Σ_a W_a g_a − 2 ρ_h Σ_a H_a g_a (``ρ_h`` includes its factor h)."""
-    from scipy.integrate import solve_ivp
-
-    m = maps.n_batches
+    m = maps.n_maps
     idx = np.arange(m)
     W = np.asarray(weights, dtype=np.float64)
 
@@ -103,10 +106,30 @@ def gradient_flow(maps, theta0, time, weights, rho_h):
     return sol.y[:, -1]
 
 
-def _numeric(m, hs, coefficient, orders, bracket, compose):
-    """κ(h) estimates, the residual slope and the mean bracket sum for the m-batch family."""
-    from contraction import lie
+@dataclass(frozen=True)
+class NumericEvidence:
+    """The numeric side of C10 for one family of ``m`` batches.
 
+    Attributes
+    ----------
+    kappa : float
+        ``κ = λ/h`` extrapolated to ``h → 0`` (quadratic fit of ``κ(h)``).
+    residual_slope : float
+        Fitted log-log slope of ‖mean epoch − modified flow with the stated λ‖ (theory 3).
+    bracket_mean : float
+        ‖mean bracket sum over the orders‖ relative to the mean of the norms (theory 0).
+    kappas : tuple of float
+        The estimates ``κ(h)``, one per learning rate.
+    """
+
+    kappa: float
+    residual_slope: float
+    bracket_mean: float
+    kappas: tuple
+
+
+def _numeric(m, hs, coefficient, orders, bracket, compose) -> NumericEvidence:
+    """κ(h) estimates, the residual slope and the mean bracket sum for the m-batch family."""
     steps = _steps(LOSSES[m])
     ords = orders(m)
     # mean of the bracket sum over the orders, from the symbolic bracket compiled to numpy
@@ -130,14 +153,13 @@ def _numeric(m, hs, coefficient, orders, bracket, compose):
         r = mean - plain
         kappas.append(-(r @ v) / (m * h * h * (v @ v)))
         resid.append(np.linalg.norm(mean - modified))
-    fit = np.polyfit(hs, kappas, 2)
-    return float(fit[-1]), lie.loglog_slope(hs, resid), float(bracket_mean), kappas
+    fit = np.polyfit(hs, kappas, 2)  # κ(h) = κ + O(h): the constant term of a quadratic in h
+    return NumericEvidence(float(fit[-1]), lie.loglog_slope(hs, resid), float(bracket_mean),
+                           tuple(float(k) for k in kappas))
 
 
 def _palindromic(hs, compose):
     """Slopes of palindromic and forward epochs against their own modified flows (m = 3)."""
-    from contraction import lie
-
     steps = _steps(LOSSES[3])
     sigma = (0, 2, 1)
     pal, fwd = [], []
@@ -154,12 +176,6 @@ def _palindromic(hs, compose):
 
 def check(quick=False, *, coefficient=smith_coefficient, orders=all_orders, bracket=None, compose=compose):
     """Check C10; ``coefficient``, ``orders``, ``bracket`` and ``compose`` are replaceable ingredients."""
-    import sympy
-
-    from contraction import lie
-
-    from ._base import Timer, make_result
-
     bracket = lie.bracket if bracket is None else bracket
     with Timer() as timer:
         h = sympy.Symbol("h", positive=True)
@@ -180,16 +196,18 @@ def check(quick=False, *, coefficient=smith_coefficient, orders=all_orders, brac
         formal_pal = lie.leading_error("palindromic", (0, 2, 1), h_order=3).power
         formal_fwd = lie.leading_error("forward", (0, 2, 1), h_order=3).power
 
-    kappa, _, _, _ = numeric[3]
+    kappa = numeric[3].kappa
     stated_kappa = float(coefficient(1.0, 3))
     conditions = {
         "symbolic coefficient equals the stated one": all(v["matches stated"] for v in symbolic.values()),
         "symbolic mean bracket term is zero": all(v["bracket mean zero"] for v in symbolic.values()),
-        "numeric mean bracket sum is zero (relative 1e-12)": all(n[2] <= 1e-12 for n in numeric.values()),
+        "numeric mean bracket sum is zero (relative 1e-12)": all(
+            n.bracket_mean <= 1e-12 for n in numeric.values()),
         "extrapolated coefficient within 1% (every m)": all(
-            abs(n[0] - float(coefficient(1.0, m))) <= RELATIVE_TOLERANCE * abs(float(coefficient(1.0, m)))
+            abs(n.kappa - float(coefficient(1.0, m))) <= RELATIVE_TOLERANCE * abs(float(coefficient(1.0, m)))
             for m, n in numeric.items()),
-        "residual to the modified flow has slope 3": all(abs(n[1] - 3.0) <= BAND for n in numeric.values()),
+        "residual to the modified flow has slope 3": all(
+            abs(n.residual_slope - 3.0) <= BAND for n in numeric.values()),
         "palindromic epoch: leading error h^3 (formal) and slope 3": formal_pal == 3
         and abs(pal_slope - 3.0) <= BAND,
         "forward epoch: leading error h^2 (formal) and slope 2": formal_fwd == 2 and abs(fwd_slope - 2.0) <= BAND,
@@ -197,7 +215,8 @@ def check(quick=False, *, coefficient=smith_coefficient, orders=all_orders, brac
     return make_result(
         "C10", STATEMENT, kappa, stated_kappa, "==", RELATIVE_TOLERANCE * abs(stated_kappa), timer.seconds,
         symbolic=symbolic,
-        numeric={str(m): {"kappa": n[0], "residual_slope": n[1], "bracket_mean": n[2]} for m, n in numeric.items()},
+        numeric={str(m): {"kappa": n.kappa, "residual_slope": n.residual_slope, "bracket_mean": n.bracket_mean}
+                 for m, n in numeric.items()},
         palindromic_slope=pal_slope, forward_slope=fwd_slope, learning_rates=hs,
         extra_conditions=conditions,
     )

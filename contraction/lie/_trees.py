@@ -27,17 +27,17 @@ from functools import lru_cache
 from itertools import permutations
 
 __all__ = [
-    "leaf",
-    "n_nodes",
-    "tree_name",
+    "chain_labels",
+    "clean",
     "euler_word_series",
     "flow_series",
-    "series_sub",
-    "series_scale",
-    "series_add",
-    "clean",
-    "chain_labels",
+    "leaf",
+    "n_nodes",
     "permutations_of",
+    "series_add",
+    "series_scale",
+    "series_sub",
+    "tree_name",
 ]
 
 
@@ -147,7 +147,7 @@ def _variants(tree, terms, budget):
         grown = []
         for p, q, trees, c in partial:
             for p2, q2, t2, c2 in _variants(child, terms, budget - p):
-                grown.append((p + p2, q + q2, trees + (t2,), c * c2))
+                grown.append((p + p2, q + q2, (*trees, t2), c * c2))
         partial = grown
     out = []
     for p, q, trees, c in partial:
