@@ -25,7 +25,6 @@ import numpy as np
 from _timing import best_of
 
 import contraction as ct
-from contraction.nn.datasets import load_digits_data
 
 
 def bench_all_n(data, batch_size, n_steps=200, hidden=16):
@@ -80,7 +79,7 @@ def settling(data, kind, lr, weight_decay, warmup, n_steps=200, batch_size=16, s
     q = n_steps // 4
     acc = net.evaluate(np.stack([fwd[-1], bwd[-1]]), data.X_test, data.y_test).accuracy
     lip = ct.nn.estimate_lipschitz(maps, np.broadcast_to(theta0, (8, net.dim)), np.arange(8), rng=0,
-                                   n_iter=100)
+                                   max_iter=100)
     print(f"  {kind} lr={lr} wd={weight_decay:g} warm-up={warmup:4d} seed={seed}: "
           f"step norm first 10 / last {q}: fwd {step_f[:10].mean():.3f}/{step_f[-q:].mean():.3f}, "
           f"bwd {step_b[:10].mean():.3f}/{step_b[-q:].mean():.4f}, bwd/fwd (last {q}) "
@@ -92,7 +91,7 @@ def settling(data, kind, lr, weight_decay, warmup, n_steps=200, batch_size=16, s
 
 
 def main(quick=False):
-    data = load_digits_data()
+    data = ct.nn.load_digits_data()
     print(f"digits: {data.X_train.shape[0]} training / {data.X_test.shape[0]} test images; "
           f"{os.cpu_count()} CPU(s)")
     print("1. backward iterates for all n <= N=200, one vectorized pass vs N restarts "

@@ -1,3 +1,5 @@
+"""``python -m contraction``: the ``contraction`` command."""
+
 import sys
 
 from .cli import main

@@ -1,19 +1,28 @@
-"""The ``contraction`` command (also ``python -m contraction``)."""
+"""The ``contraction`` command (also ``python -m contraction``): the only place that prints."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 
-__all__ = ["main"]
+import proofs_checks
+
+from .core._io import write_json_atomic
+from .core.iterates import backward_iterates, forward_iterates
+from .core.sampling import sample_batches
+from .experiments import run_nn_experiment
+from .figures import FIGURE_SEED, write_experiment_figures, write_figures
+from .theory.examples import two_point_quadratic
+
+__all__ = ["build_parser", "main"]
+
+#: The default ``--seed`` of ``compare`` and ``experiment nn`` (the command line's fixed randomness).
+DEFAULT_SEED = 0
 
 
 def _compare(args) -> int:
-    from .theory.examples import two_point_quadratic
-    from .core.iterates import backward_iterates, forward_iterates
-    from .core.sampling import sample_batches
-
     maps = two_point_quadratic().sgd_maps(args.lr)
     idx = sample_batches(2, args.steps, rng=args.seed)
     fwd = forward_iterates(maps, [0.0], idx)[0, :, 0]
@@ -28,10 +37,6 @@ def _compare(args) -> int:
 
 
 def _verify(args) -> int:
-    import proofs_checks
-
-    from .core._io import write_json_atomic
-
     def progress(r):
         status = "PASS" if r.passed else "FAIL"
         print(f"  {r.claim:<4} {status}  ({r.seconds:.1f} s)", file=sys.stderr, flush=True)
@@ -44,38 +49,62 @@ def _verify(args) -> int:
         write_json_atomic(args.json, {"quick": bool(args.quick), "results": [r.as_dict() for r in results]})
         print(f"wrote {args.json}", file=sys.stderr)
     if args.figures:
-        from .figures import write_figures
-
-        for path in write_figures(args.figures, quick=args.quick):
+        for path in write_figures(args.figures, quick=args.quick, rng=FIGURE_SEED):
             print(f"wrote {path}", file=sys.stderr)
     return 0 if all(r.passed for r in results) else 1
 
 
 def _reproduce(args) -> int:
-    from .figures import write_figures
-
-    for path in write_figures(args.out, quick=args.quick, names=args.only):
+    for path in write_figures(args.out, quick=args.quick, names=args.only, rng=FIGURE_SEED):
         print(f"wrote {path}")
     return 0
 
 
-def _experiment(args) -> int:
-    from .experiments import run_nn_experiment, write_experiment_figures
+class _ProgressBar:
+    """A one-line text progress bar on stderr: ``progress(label, done, total)`` of the experiment."""
 
+    def __init__(self, stream=None, width=30):
+        self.stream = sys.stderr if stream is None else stream
+        self.width = width
+        self.start = time.perf_counter()
+
+    def __call__(self, label, done, total):
+        filled = int(self.width * done / total)
+        elapsed = time.perf_counter() - self.start
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {label:<28} "
+                          f"{elapsed:6.1f} s")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _experiment(args) -> int:
     result = run_nn_experiment(model=args.model, data=args.data, steps=args.steps, batch_size=args.batch_size,
-                               lr=args.lr, window=args.window, seed=args.seed, weight_decay=args.weight_decay,
-                               warmup=args.warmup, hidden=args.hidden, out_dir=args.out, progress=True)
+                               lr=args.lr, window=args.window, rng=args.seed, weight_decay=args.weight_decay,
+                               warmup=args.warmup, hidden=args.hidden, out_dir=args.out, progress=_ProgressBar())
     paths = write_experiment_figures(result, args.out)
     print(f"{'method':<18} {'grad evals':>10} {'hvp evals':>10} {'loss TV':>9} {'last step':>10} {'test acc':>9}")
-    for name, m in result["methods"].items():
-        print(f"{name:<18} {m['cost']['gradient']:>10} {m['cost']['hvp']:>10} {m['loss_total_variation']:>9.4f} "
-              f"{m['step_norm'][-1]:>10.3e} {m['final_test_accuracy']:>9.3f}")
-    print(result["summary"]["statement"])
+    for name, m in result.methods.items():
+        print(f"{name:<18} {m.gradient_evals:>10} {m.hvp_evals:>10} {m.loss_total_variation:>9.4f} "
+              f"{m.step_norm[-1]:>10.3e} {m.final_test_accuracy:>9.3f}")
+    print(result.summary.statement)
     print(f"wrote {os.path.join(args.out, 'results.json')} and " + ", ".join(paths))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``contraction`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With the sub-commands ``compare``, ``verify``, ``reproduce`` and ``experiment nn``.
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["compare", "--steps", "3"]).steps == 3
+    True
+    """
     parser = argparse.ArgumentParser(
         prog="contraction",
         description="Forward vs backward SGD: verify the theorems on convergence and stability.",
@@ -84,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="print forward and backward iterates of the two-point example")
     p.add_argument("--lr", type=float, default=0.5)
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.set_defaults(func=_compare)
     v = sub.add_parser("verify", help="run every theorem check (C1-C13) and print a table")
     v.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes on 2 cores)")
@@ -106,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     nn.add_argument("--batch-size", type=int, default=16)
     nn.add_argument("--lr", type=float, default=0.3)
     nn.add_argument("--window", type=int, default=3, help="window of the anchored and corrected methods")
-    nn.add_argument("--seed", type=int, default=0)
+    nn.add_argument("--seed", type=int, default=DEFAULT_SEED)
     nn.add_argument("--weight-decay", type=float, default=0.05)
     nn.add_argument("--warmup", type=int, default=300, help="forward SGD steps before the comparison")
     nn.add_argument("--hidden", type=int, default=16, help="MLP hidden width")
@@ -116,6 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the ``contraction`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments; ``sys.argv[1:]`` when omitted.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 1 when a theorem check fails, 2 for a usage error.
+
+    Examples
+    --------
+    >>> main(["compare", "--steps", "1"])  # doctest: +ELLIPSIS
+    two-point quadratic ...
+    0
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,16 +1,30 @@
-"""The figures of the examples: computed by the library, drawn by :mod:`contraction.plotting`.
+"""The figures of the examples and of the network experiment: computed by the library, drawn by
+:mod:`contraction.plotting`.
 
-``write_figures(out_dir)`` writes every figure as PNG; ``contraction
-reproduce`` and ``contraction verify --figures DIR`` call it.
+``write_figures(out_dir)`` writes every figure of the examples as PNG
+(``contraction reproduce`` and ``contraction verify --figures DIR`` call it);
+``write_experiment_figures(result, out_dir)`` draws a
+:func:`contraction.experiments.run_nn_experiment` result (``contraction
+experiment nn`` calls it). The published figures use fixed randomness:
+:data:`FIGURE_SEED` is passed down as the ``rng`` of every figure, each
+figure drawing from its own spawned stream.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import plotting
+from .core._fitting import loglog_slope
+from .core._validation import as_float_array, as_generator, check_positive_int, describe
+from .core.iterates import backward_iterates, forward_iterates
+from .core.maps import AffineMaps, GradientMaps
+from .core.sampling import sample_batches
+from .experiments import NNExperimentResult, run_nn_experiment
 from .theory.diagnostics import contraction_constant, lyapunov_exponent, mean_square_radius
 from .theory.examples import (
     gaussian_least_squares_1d,
@@ -20,84 +34,95 @@ from .theory.examples import (
     two_point_cdf,
     two_point_quadratic,
 )
-from .core.iterates import backward_iterates, forward_iterates
-from .core.sampling import sample_batches
-from .theory.moments import stationary_moments
 from .theory.samples import stationary_samples
 
-__all__ = ["FIGURES", "write_figures", "lie_slope_data"]
+__all__ = [
+    "FIGURES",
+    "FIGURE_SEED",
+    "LieSlopeData",
+    "lie_slope_data",
+    "nn_curves_figure",
+    "write_experiment_figures",
+    "write_figures",
+]
+
+#: The seed of the published figures (the command line's default).
+FIGURE_SEED = 0
 
 
-def _trajectories(path, quick):
+def _trajectories(path, quick, rng):
+    g_e1, g_points, g_e2, g_e3 = rng.spawn(4)
     fig, axes = plotting.new_figure(3)
     n = 40
     e1 = two_point_quadratic().sgd_maps(0.5)
-    idx = sample_batches(2, n, 3, rng=1)
+    idx = sample_batches(2, n, 3, rng=g_e1)
     plotting.draw_trajectories(axes[0], np.arange(n + 1), forward_iterates(e1, [0.0], idx)[..., 0],
                                backward_iterates(e1, [0.0], idx)[..., 0], "E1: two-point quadratic, h = 1/2",
                                limit=0.0)
-    pts = np.random.default_rng(2).normal(size=(6, 2))
+    pts = g_points.normal(size=(6, 2))
     e2 = mean_estimation(pts).sgd_maps(0.3)
-    idx = sample_batches(6, n, 3, rng=3)
+    idx = sample_batches(6, n, 3, rng=g_e2)
     plotting.draw_trajectories(axes[1], np.arange(n + 1), forward_iterates(e2, [3.0, 3.0], idx)[..., 0],
                                backward_iterates(e2, [3.0, 3.0], idx)[..., 0],
                                "E2: mean estimation, h = 0.3 (1st coordinate)", limit=pts[:, 0].mean())
     e3 = gaussian_least_squares_1d(500).sgd_maps(1.0)
-    idx = sample_batches(e3.n_maps, 200, 3, probs=e3.probs, rng=4)
+    idx = sample_batches(e3.n_maps, 200, 3, probs=e3.probs, rng=g_e3)
     plotting.draw_trajectories(axes[2], np.arange(201), forward_iterates(e3, [1.0], idx)[..., 0],
                                backward_iterates(e3, [1.0], idx)[..., 0],
                                "E3: least squares, batch 1, h = 1 (heavy tails)")
     return plotting.save_figure(fig, path)
 
 
-def _laws(path, quick):
-    n = 4000 if quick else 40000
+def _laws(path, quick, rng):
+    g_back1, g_fwd1, g_back2, g_fwd2 = rng.spawn(4)
+    n = 2000 if quick else 40000
     fig, axes = plotting.new_figure(2)
     e1 = two_point_quadratic()
     maps = e1.sgd_maps(0.5)
-    back = stationary_samples(maps, n, rng=5).samples[:, 0]
-    fwd = forward_iterates(maps, [0.0], sample_batches(2, 60, n, rng=6), save_steps=[60])[:, 0, 0]
+    back = stationary_samples(maps, n, rng=g_back1).samples[:, 0]
+    fwd = forward_iterates(maps, [0.0], sample_batches(2, 60, n, rng=g_fwd1), save_steps=[60])[:, 0, 0]
     grid = np.linspace(-1.2, 1.2, 400)
     plotting.draw_histogram_with_density(axes[0], [fwd, back], ["forward θ_60", "backward limit θ̃_∞"], grid,
                                          np.where(np.abs(grid) <= 1, 0.5, 0.0), "E1, h = 1/2: π = Uniform[-1, 1]")
     maps = e1.sgd_maps(2 / 3)
-    back = stationary_samples(maps, n, rng=7).samples[:, 0]
-    fwd = forward_iterates(maps, [0.0], sample_batches(2, 60, n, rng=8), save_steps=[60])[:, 0, 0]
+    back = stationary_samples(maps, n, rng=g_back2).samples[:, 0]
+    fwd = forward_iterates(maps, [0.0], sample_batches(2, 60, n, rng=g_fwd2), save_steps=[60])[:, 0, 0]
     plotting.draw_cdf_comparison(axes[1], [fwd, back], ["forward θ_60", "backward limit θ̃_∞"], grid,
                                  two_point_cdf(2 / 3)(grid), "E1, h = 2/3: π = Cantor measure on [-1, 1]")
     return plotting.save_figure(fig, path)
 
 
-def _increments(path, quick):
+def _random_contraction(rng, c=0.85):
+    """Four random 3 × 3 affine maps, each linear part scaled to spectral norm ``c``."""
+    A = rng.normal(size=(4, 3, 3))
+    A *= c / np.linalg.norm(A, 2, axis=(1, 2))[:, None, None]
+    return AffineMaps(A, rng.normal(size=(4, 3)))
+
+
+def _increments(path, quick, rng):
+    g_maps, g_e1, g_random = rng.spawn(3)
     fig, axes = plotting.new_figure(2)
     n = 60
-    for ax, (maps, name) in zip(axes, [(two_point_quadratic().sgd_maps(0.3), "E1, h = 0.3"),
-                                       (_random_contraction(), "random maps, d = 3, c = 0.85")]):
+    panels = [(two_point_quadratic().sgd_maps(0.3), "E1, h = 0.3", g_e1),
+              (_random_contraction(g_maps), "random maps, d = 3, c = 0.85", g_random)]
+    for ax, (maps, name, gen) in zip(axes, panels, strict=True):
         c = contraction_constant(maps)
         theta0 = np.full(maps.dim, 2.0)
-        idx = sample_batches(maps.n_maps, n, 20, probs=maps.probs, rng=9)
+        idx = sample_batches(maps.n_maps, n, 20, probs=maps.probs, rng=gen)
         x = backward_iterates(maps, theta0, idx)
         inc = np.linalg.norm(np.diff(x, axis=1), axis=-1)
-        G = np.linalg.norm(maps.step(np.broadcast_to(theta0, (maps.n_maps, maps.dim)), np.arange(maps.n_maps))
-                           - theta0, axis=-1).max()
+        starts = np.broadcast_to(theta0, (maps.n_maps, maps.dim))
+        G = np.linalg.norm(maps.step(starts, np.arange(maps.n_maps)) - theta0, axis=-1).max()
         plotting.draw_increments_with_bound(ax, np.arange(n), inc, c ** np.arange(n) * G,
                                             f"Backward increments, {name}")
     return plotting.save_figure(fig, path)
 
 
-def _random_contraction():
-    from .core.maps import AffineMaps
-
-    rng = np.random.default_rng(10)
-    A = rng.normal(size=(4, 3, 3))
-    A *= 0.85 / np.linalg.norm(A, 2, axis=(1, 2))[:, None, None]
-    return AffineMaps(A, rng.normal(size=(4, 3)))
-
-
-def _stability(path, quick):
+def _stability(path, quick, rng):
     model = gaussian_least_squares_1d(1000 if quick else 2000)
     lrs = np.linspace(0.05, 2.8, 40 if quick else 120)
-    lyap = np.array([lyapunov_exponent(model.sgd_maps(h)).exponent for h in lrs])
+    seed = int(rng.integers(2**63))  # one seed for every h: common random numbers along the curve
+    lyap = np.array([lyapunov_exponent(model.sgd_maps(h), rng=seed).exponent for h in lrs])
     ms = np.array([mean_square_radius(model.sgd_maps(h)) for h in lrs])
     fig, axes = plotting.new_figure(1, width=6.5)
     plotting.draw_stability_vs_lr(axes[0], lrs, lyap, ms, 2 / 3, gaussian_lyapunov_threshold(),
@@ -105,18 +130,73 @@ def _stability(path, quick):
     return plotting.save_figure(fig, path)
 
 
-def lie_slope_data(hs=None, window=4, seed=0):
-    """Forward − backward over one word and the residual after the bracket term, against h.
+@dataclass(frozen=True, eq=False)
+class LieSlopeData:
+    """Forward − backward over one word, and the residual after the bracket term, against h.
 
-    Non-quadratic loss ``f_i(θ) = Σ_k log cosh(a_ikᵀ θ − y_ik)`` in d = 2.
-    Returns ``(hs, difference, residual)`` (max norms over 8 sequences);
-    the difference is ``O(h²)`` and the residual after
-    ``h² Σ_{i<j} [g_{ξ_i}, g_{ξ_j}](θ_0)`` is ``O(h³)`` (SPEC C9).
+    Attributes
+    ----------
+    hs : ndarray, shape (k,)
+        Learning rates.
+    difference : ndarray, shape (k,)
+        Max norm of ``θ_W − θ̃_W`` over the sequences (``O(h²)``).
+    residual : ndarray, shape (k,)
+        Max norm of ``θ_W − θ̃_W − h² Σ_{i<j} [g_{ξ_i}, g_{ξ_j}](θ_0)`` (``O(h³)``).
+    difference_slope : float
+        Fitted log-log slope of ``difference`` (about 2).
+    residual_slope : float
+        Fitted log-log slope of ``residual`` (about 3).
     """
-    hs = np.geomspace(0.005, 0.05, 6) if hs is None else np.asarray(hs, dtype=float)
-    idx = sample_batches(3, window, 8, rng=seed + 1)
+
+    hs: np.ndarray
+    difference: np.ndarray
+    residual: np.ndarray
+    difference_slope: float
+    residual_slope: float
+
+
+def lie_slope_data(hs=None, window=4, rng=None, *, seed=None) -> LieSlopeData:
+    r"""Measure the orders of forward − backward and of the residual after the Lie-bracket term (SPEC C9).
+
+    Non-quadratic loss ``f_i(θ) = Σ_k log cosh(a_ikᵀ θ − y_ik)`` in d = 2, one
+    family of 3 batches for every h; 8 batch sequences of length ``window``
+    from ``θ_0 = (0.3, −0.2)``.
+
+    Parameters
+    ----------
+    hs : array_like, shape (k,), optional
+        Positive learning rates (default: 6 values from 0.005 to 0.05).
+    window : int, default 4
+        Length ``W`` of the sequences (at least 2).
+    rng : None, int, numpy.random.SeedSequence or numpy.random.Generator, optional
+        Source of the loss family and of the sequences.
+    seed : int, optional
+        Deprecated name of ``rng``.
+
+    Returns
+    -------
+    LieSlopeData
+        The differences, the residuals and their fitted slopes.
+
+    Examples
+    --------
+    >>> res = lie_slope_data(rng=0)
+    >>> bool(abs(res.difference_slope - 2) < 0.2 and abs(res.residual_slope - 3) < 0.3)
+    True
+    """
+    if seed is not None:
+        warnings.warn("lie_slope_data: seed= is deprecated, use rng=", DeprecationWarning, stacklevel=2)
+        if rng is not None:
+            raise TypeError("seed: pass rng only (seed is its deprecated name)")
+        rng = seed
+    hs = np.geomspace(0.005, 0.05, 6) if hs is None else as_float_array(hs, "hs", ndim=1)
+    if hs.size < 2 or np.any(hs <= 0):
+        raise ValueError(f"hs: expected at least 2 positive learning rates, got {describe(hs)}")
+    window = check_positive_int(window, "window", minimum=2)
+    g_family, g_batches = as_generator(rng).spawn(2)
+    family = log_cosh_maps(1.0, g_family)
+    idx = sample_batches(family.n_maps, window, 8, rng=g_batches)
     theta0 = np.tile([0.3, -0.2], (8, 1))
-    family = log_cosh_maps(1.0, seed=seed)
     gradient, hvp = family.gradient, family.hvp
     bracket_sum = np.zeros_like(theta0)
     for i in range(window):
@@ -125,47 +205,94 @@ def lie_slope_data(hs=None, window=4, seed=0):
             bracket_sum += hvp(theta0, gi, idx[:, j]) - hvp(theta0, gj, idx[:, i])  # [g_i, g_j] = H_j g_i − H_i g_j
     diff, resid = [], []
     for h in hs:
-        maps = log_cosh_maps(h, seed=seed)
+        maps = GradientMaps(gradient, h, family.n_maps, hvp=hvp)
         d = (forward_iterates(maps, theta0, idx, save_steps=[window])
              - backward_iterates(maps, theta0, idx, save_steps=[window]))[:, 0]
         diff.append(np.abs(d).max())
         resid.append(np.abs(d - h**2 * bracket_sum).max())
-    return hs, np.array(diff), np.array(resid)
+    diff, resid = np.array(diff), np.array(resid)
+    return LieSlopeData(hs, diff, resid, loglog_slope(hs, diff), loglog_slope(hs, resid))
 
 
-def _lie(path, quick):
-    hs, diff, resid = lie_slope_data()
-    slope = lambda v: float(np.polyfit(np.log(hs), np.log(v), 1)[0])
+def _lie(path, quick, rng):
+    res = lie_slope_data(rng=rng)
     fig, axes = plotting.new_figure(1, width=6.0)
-    plotting.draw_loglog_slopes(axes[0], hs, [("forward − backward", diff, slope(diff)),
-                                              ("residual after h²Σ[g_i, g_j]", resid, slope(resid))],
+    plotting.draw_loglog_slopes(axes[0], res.hs, [("forward − backward", res.difference, res.difference_slope),
+                                                  ("residual after h²Σ[g_i, g_j]", res.residual,
+                                                   res.residual_slope)],
                                 "Lie-bracket expansion (C9), log-cosh loss, 4 steps")
     return plotting.save_figure(fig, path)
 
 
-def _nn(path, quick):
-    from .experiments import run_nn_experiment
-
-    res = run_nn_experiment(model="mlp", steps=120 if quick else 300, seed=0)
-    return plotting.save_figure(plotting_nn_curves(res), path)
+def _nn(path, quick, rng):
+    res = run_nn_experiment(model="mlp", steps=60 if quick else 300, rng=rng)
+    return plotting.save_figure(nn_curves_figure(res), path)
 
 
-def plotting_nn_curves(res):
-    """Loss and step-norm curves of the four training methods of an experiment result."""
+def nn_curves_figure(result: NNExperimentResult):
+    """Loss and step-norm curves of the four training methods of an experiment.
+
+    Parameters
+    ----------
+    result : NNExperimentResult
+        What :func:`contraction.experiments.run_nn_experiment` returned.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels: training loss and step norm ``‖θ_{n+1} − θ_n‖`` (log scale).
+
+    Examples
+    --------
+    >>> import contraction.experiments as ex
+    >>> fig = nn_curves_figure(ex.run_nn_experiment(data="synthetic", steps=6, warmup=0, rng=0))
+    >>> len(fig.axes) == 2
+    True
+    """
+    cfg = result.config
     fig, axes = plotting.new_figure(2)
-    for name, data in res["methods"].items():
-        axes[0].plot(data["loss"], lw=1.2, label=name)
-        axes[1].semilogy(np.maximum(np.asarray(data["step_norm"], dtype=float), 1e-16), lw=1.0, label=name)
-    cfg = res["config"]
-    axes[0].set_title(f"{cfg['model'].upper()} on {cfg['data']}: training loss (h = {cfg['lr']}, W = {cfg['window']})")
-    axes[0].set_xlabel("step n")
-    axes[0].set_ylabel("loss")
-    axes[0].legend(fontsize=8)
-    axes[1].set_title("step norm ‖θ_{n+1} − θ_n‖")
-    axes[1].set_xlabel("step n")
-    axes[1].set_ylabel("step norm")
-    axes[1].legend(fontsize=8)
+    plotting.draw_method_curves(axes[0], {name: m.loss for name, m in result.methods.items()},
+                                f"{cfg.model.upper()} on {cfg.data}: training loss (h = {cfg.lr}, W = {cfg.window})",
+                                "loss")
+    plotting.draw_method_curves(axes[1], {name: m.step_norm for name, m in result.methods.items()},
+                                "step norm ‖θ_{n+1} − θ_n‖", "step norm", log=True)
     return fig
+
+
+def write_experiment_figures(result: NNExperimentResult, out_dir) -> list[str]:
+    """Write the PNG figures of an experiment: ``curves.png`` and ``test_accuracy.png``.
+
+    Parameters
+    ----------
+    result : NNExperimentResult
+        What :func:`contraction.experiments.run_nn_experiment` returned.
+    out_dir : str or os.PathLike
+        Folder (created if missing).
+
+    Returns
+    -------
+    list of str
+        The paths written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import contraction.experiments as ex
+    >>> res = ex.run_nn_experiment(data="synthetic", steps=6, warmup=0, rng=0)
+    >>> paths = write_experiment_figures(res, tempfile.mkdtemp())
+    >>> [os.path.basename(p) for p in paths] == ["curves.png", "test_accuracy.png"]
+    True
+    """
+    if not isinstance(result, NNExperimentResult):
+        raise TypeError(f"result: expected an NNExperimentResult, got {describe(result)}")
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [plotting.save_figure(nn_curves_figure(result), os.path.join(out_dir, "curves.png"))]
+    fig, axes = plotting.new_figure(1)
+    plotting.draw_method_curves(axes[0], {name: m.test_accuracy for name, m in result.methods.items()},
+                                "test accuracy", "test accuracy")
+    paths.append(plotting.save_figure(fig, os.path.join(out_dir, "test_accuracy.png")))
+    return paths
 
 
 FIGURES = {
@@ -178,13 +305,38 @@ FIGURES = {
 }
 
 
-def write_figures(out_dir, quick=False, names=None) -> list[str]:
-    """Compute and write the figures as PNG into ``out_dir``; returns their paths."""
-    os.makedirs(out_dir, exist_ok=True)
+def write_figures(out_dir, quick=False, names=None, rng=FIGURE_SEED) -> list[str]:
+    """Compute the figures of the examples and write them as PNG into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        Folder (created if missing).
+    quick : bool, default False
+        Smaller samples.
+    names : list of str, optional
+        Only these figure files (keys of :data:`FIGURES`); all by default.
+    rng : None, int, numpy.random.SeedSequence or numpy.random.Generator, default FIGURE_SEED
+        Source of every figure's randomness; figure ``k`` of :data:`FIGURES`
+        draws from the ``k``-th spawned stream whichever figures are chosen.
+
+    Returns
+    -------
+    list of str
+        The paths written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> paths = write_figures(tempfile.mkdtemp(), quick=True, names=["trajectories.png"])
+    >>> os.path.basename(paths[0]) == "trajectories.png"
+    True
+    """
     chosen = list(FIGURES) if names is None else list(names)
-    paths = []
     for name in chosen:
         if name not in FIGURES:
             raise ValueError(f"names: expected figure names among {list(FIGURES)}, got {name!r}")
-        paths.append(FIGURES[name](os.path.join(out_dir, name), quick))
-    return paths
+    streams = dict(zip(FIGURES, as_generator(rng).spawn(len(FIGURES)), strict=True))
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    return [FIGURES[name](os.path.join(out_dir, name), quick, streams[name]) for name in chosen]

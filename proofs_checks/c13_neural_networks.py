@@ -9,9 +9,11 @@ variation, and averaged over independent sequences the per-step mean losses
 of the two orders agree (equality in law, C4).
 
 Method: a warm-up of forward SGD with weight decay puts θ_0 in a basin
-(h = 0.3, λ = 0.05, batch 16). (1)-(2) from ``run_nn_experiment`` (the MLP in
-quick mode, MLP and CNN in full mode): the mean of the last step norms of
-backward over forward below 0.1, and a smaller loss total variation.
+(h = 0.3, λ = 0.05, batch 16); data, network, start and batch sequence come
+from ``contraction.experiments.prepare_experiment``, as in
+``run_nn_experiment``. (1)-(2) on the MLP in quick mode, MLP and CNN in full
+mode: the mean of the last step norms of backward over forward below 0.1, and
+a smaller loss total variation.
 (3) S independent sequences per order (different seeds for the two orders);
 training losses at steps n ∈ {10, 30, 60}; z = (mean forward − mean backward)
 / standard error. Numerical value: the largest |z|, theory 0 within 4. The
@@ -21,11 +23,13 @@ backward pass comes from the ``backward`` ingredient.
 import numpy as np
 
 import contraction as ct
-from contraction.experiments import _network, load_experiment_data, total_variation
+from contraction.experiments import prepare_experiment, total_variation
 
 from ._base import Timer, make_result
 
 STATEMENT = "NN: backward steps settle, lower loss variation; seed-averaged losses of both orders agree"
+# The experiment's settings: learning rate, weight decay, batch size, compared steps, warm-up, MLP width, seed.
+SETTINGS = {"lr": 0.3, "weight_decay": 0.05, "batch_size": 16, "steps": 120, "warmup": 300, "hidden": 16, "rng": 0}
 
 
 def _data_name():
@@ -40,27 +44,22 @@ def _data_name():
 def check(quick=False, backward=ct.backward_iterates):
     with Timer() as t:
         data = _data_name()
-        dataset = load_experiment_data(data, 0)
-        lr, wd, bs, n = 0.3, 0.05, 16, 120
         settle, smoother, ratios = {}, {}, {}
         # The CNN needs real images: without scikit-learn only the MLP runs (on synthetic data).
         models = ("mlp",) if quick or data != "digits" else ("mlp", "cnn")
-        for model in models:
-            net = _network(model, dataset, bs, wd, 16)
-            maps = net.sgd_maps(lr)
-            theta0 = _warm_start(net, maps)
-            idx = _sequence(net, n, 0)
-            fwd = ct.forward_iterates(maps, theta0, idx)[0]
-            bwd = backward(maps, theta0, idx)[0]
+        setups = {model: prepare_experiment(model, data, **SETTINGS) for model in models}
+        for model, setup in setups.items():
+            net, maps = setup.network, setup.maps
+            fwd = ct.forward_iterates(maps, setup.theta0, setup.batches)[0]
+            bwd = backward(maps, setup.theta0, setup.batches)[0]
             fnorm = np.linalg.norm(np.diff(fwd, axis=0), axis=1)
             bnorm = np.linalg.norm(np.diff(bwd, axis=0), axis=1)
             ratios[model] = float(bnorm[-12:].mean() / fnorm[-12:].mean())
             settle[model] = ratios[model] < 0.1
             smoother[model] = bool(total_variation(net.evaluate(bwd).loss) < total_variation(net.evaluate(fwd).loss))
-        # (3) equality of per-step mean losses over independent sequences
-        net = _network("mlp", dataset, bs, wd, 16)
-        maps = net.sgd_maps(lr)
-        theta0 = _warm_start(net, maps)
+        # (3) equality of per-step mean losses over independent sequences, from the MLP's start
+        setup = setups["mlp"]
+        net, maps, theta0 = setup.network, setup.maps, setup.theta0
         S = 48 if quick else 192
         steps = np.array([10, 30, 60])
         fi = ct.sample_batches(net.n_batches, 60, S, rng=131)
@@ -79,16 +78,3 @@ def check(quick=False, backward=ct.backward_iterates):
         data=data, step_norm_ratio=ratios, steps=steps, mean_loss_forward=lf.mean(0),
         mean_loss_backward=lb.mean(0), z_scores=z,
     )
-
-
-def _warm_start(net, maps, warmup=300, seed=0):
-    """θ_0 as in ``run_nn_experiment``: forward SGD from the initialisation (same seeds)."""
-    s_init, s_warm, _ = np.random.SeedSequence(seed).spawn(3)
-    theta = net.init_params(np.random.default_rng(s_init))
-    widx = ct.sample_batches(net.n_batches, warmup, rng=s_warm)
-    return ct.forward_iterates(maps, theta, widx, save_steps=[warmup])[0, 0]
-
-
-def _sequence(net, steps, seed):
-    _, _, s_run = np.random.SeedSequence(seed).spawn(3)
-    return ct.sample_batches(net.n_batches, steps, rng=s_run)

@@ -1,52 +1,134 @@
+"""The network experiment: the record, its JSON form, resuming, the public ingredients, the command."""
+
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 import contraction.experiments as ex
+import contraction.experiments.runner as runner
 from contraction.cli import main
+from contraction.nn import teacher_student_data
+
+SMALL = {"data": "synthetic", "steps": 15, "window": 5, "warmup": 10}
+NO_IMAGES = teacher_student_data(n_train=32, n_test=8, n_features=10, rng=0)  # 10 features: not an image
 
 
-def test_results_schema_and_costs(tmp_path):
-    res = ex.run_nn_experiment(model="mlp", data="synthetic", steps=20, window=5, warmup=20, out_dir=str(tmp_path))
+def test_record_json_and_costs(tmp_path):
+    res = ex.run_nn_experiment(model="mlp", data="synthetic", steps=20, window=5, warmup=20, rng=0,
+                               out_dir=str(tmp_path))
+    assert isinstance(res, ex.NNExperimentResult)
+    assert list(res.methods) == list(ex.METHODS)
     on_disk = json.loads((tmp_path / "results.json").read_text())
-    assert on_disk["config"]["steps"] == 20
-    assert set(on_disk["methods"]) == {"forward", "backward", "windowed", "bracket_corrected"}
+    assert on_disk == json.loads(json.dumps(res.to_dict()))
+    assert on_disk["config"]["steps"] == 20 and on_disk["config"]["seed"] == 0
     for m in on_disk["methods"].values():
         assert len(m["loss"]) == len(m["test_accuracy"]) == 21 and len(m["step_norm"]) == 20
         assert np.all(np.isfinite(m["loss"]))
-    cost = {k: v["cost"] for k, v in res["methods"].items()}
-    assert cost["forward"] == {"gradient": 20, "hvp": 0}
-    assert cost["backward"] == {"gradient": 210, "hvp": 0}
-    assert cost["windowed"]["gradient"] == 4 * 15
-    assert cost["bracket_corrected"]["hvp"] > 0
+    cost = {k: (m.gradient_evals, m.hvp_evals) for k, m in res.methods.items()}
+    assert cost["forward"] == (20, 0)
+    assert cost["backward"] == (210, 0)
+    assert cost["windowed"][0] == 4 * 15
+    assert cost["bracket_corrected"][1] > 0
     # backward and forward start at the same point and use the same batches: first step equal
-    assert np.isclose(res["methods"]["forward"]["step_norm"][0], res["methods"]["backward"]["step_norm"][0])
+    fwd, bwd = res.methods["forward"], res.methods["backward"]
+    assert np.isclose(fwd.step_norm[0], bwd.step_norm[0])
+    assert fwd.trajectory.shape == (21, bwd.trajectory.shape[1])
+    assert np.isclose(fwd.loss_total_variation, ex.total_variation(fwd.loss))
+    assert res.summary.backward_loss_smoother == (bwd.loss_total_variation < fwd.loss_total_variation)
+    assert res.summary.statement in on_disk["summary"]["statement"]
+
+
+def test_record_is_frozen_and_read_only():
+    res = ex.run_nn_experiment(rng=1, **SMALL)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.summary = None
+    with pytest.raises(TypeError):
+        res.methods["forward"] = res.methods["backward"]
+    with pytest.raises(ValueError, match="read-only"):
+        res.methods["forward"].loss[0] = 0.0
+
+
+def test_indexing_the_record_is_deprecated():
+    res = ex.run_nn_experiment(rng=1, **SMALL)
+    with pytest.warns(DeprecationWarning, match="to_dict"):
+        methods = res["methods"]
+    assert methods["forward"]["cost"]["gradient"] == 15
 
 
 def test_interrupted_run_resumes_without_redoing_finished_methods(tmp_path, monkeypatch):
     calls = []
-    real = ex.backward_iterates
+    real = runner.backward_iterates
 
     def counting(*a, **k):
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(ex, "backward_iterates", counting)
-
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ex, "windowed_backward_iterates", boom)
+    monkeypatch.setattr(runner, "backward_iterates", counting)
+    monkeypatch.setattr(runner, "windowed_backward_iterates", boom)
     with pytest.raises(KeyboardInterrupt):
-        ex.run_nn_experiment(data="synthetic", steps=15, window=5, warmup=10, out_dir=str(tmp_path))
+        ex.run_nn_experiment(rng=3, out_dir=str(tmp_path), **SMALL)
     assert len(calls) == 1 and not (tmp_path / "results.json").exists()
+    assert not list(tmp_path.rglob("*.tmp"))  # partial files are written atomically
     monkeypatch.undo()
-    monkeypatch.setattr(ex, "backward_iterates", counting)
-    res = ex.run_nn_experiment(data="synthetic", steps=15, window=5, warmup=10, out_dir=str(tmp_path))
+    monkeypatch.setattr(runner, "backward_iterates", counting)
+    res = ex.run_nn_experiment(rng=3, out_dir=str(tmp_path), **SMALL)
     assert len(calls) == 1  # backward was loaded from the partial results, not recomputed
-    fresh = ex.run_nn_experiment(data="synthetic", steps=15, window=5, warmup=10)
-    np.testing.assert_allclose(res["methods"]["backward"]["loss"], fresh["methods"]["backward"]["loss"])
+    # another seed is another configuration: nothing is reused
+    ex.run_nn_experiment(rng=4, out_dir=str(tmp_path), **SMALL)
+    assert len(calls) == 2
+    monkeypatch.undo()
+    fresh = ex.run_nn_experiment(rng=3, **SMALL)
+    np.testing.assert_array_equal(res.methods["backward"].loss, fresh.methods["backward"].loss)
+
+
+def test_same_rng_same_result_other_rng_other_result():
+    a, b = ex.run_nn_experiment(rng=5, **SMALL), ex.run_nn_experiment(rng=5, **SMALL)
+    c = ex.run_nn_experiment(rng=6, **SMALL)
+    np.testing.assert_array_equal(a.methods["backward"].trajectory, b.methods["backward"].trajectory)
+    np.testing.assert_array_equal(a.contractivity.local_lipschitz, b.contractivity.local_lipschitz)
+    assert not np.array_equal(a.methods["forward"].trajectory, c.methods["forward"].trajectory)
+    # a Generator contributes one draw: the seed is recorded, and reproduces the run
+    d = ex.run_nn_experiment(rng=np.random.default_rng(7), **SMALL)
+    e = ex.run_nn_experiment(rng=d.config.seed, **SMALL)
+    np.testing.assert_array_equal(d.methods["forward"].trajectory, e.methods["forward"].trajectory)
+
+
+def test_seed_keyword_is_a_deprecated_alias():
+    with pytest.warns(DeprecationWarning, match="rng="):
+        old = ex.run_nn_experiment(seed=2, **SMALL)
+    new = ex.run_nn_experiment(rng=2, **SMALL)
+    np.testing.assert_array_equal(old.methods["forward"].loss, new.methods["forward"].loss)
+    with pytest.warns(DeprecationWarning, match="rng="):
+        data = ex.load_experiment_data("synthetic", seed=2)
+    np.testing.assert_array_equal(data.y_train, ex.load_experiment_data("synthetic", rng=2).y_train)
+
+
+def test_progress_callback_sees_every_stage():
+    seen = []
+    ex.run_nn_experiment(rng=0, progress=lambda label, done, total: seen.append((label, done, total)), **SMALL)
+    assert [s[0] for s in seen] == ["warm-up", *ex.METHODS, "contractivity", "done"]
+    assert [s[1] for s in seen] == list(range(1, 8)) and {s[2] for s in seen} == {7}
+
+
+def test_prepare_experiment_is_what_the_methods_start_from():
+    setup = ex.prepare_experiment(data="synthetic", steps=15, warmup=10, rng=8)
+    res = ex.run_nn_experiment(rng=8, **SMALL)
+    np.testing.assert_array_equal(res.methods["forward"].trajectory[0], setup.theta0)
+    assert setup.batches.shape == (1, 15) and setup.seed == res.config.seed == 8
+    net = ex.build_network("mlp", setup.dataset, batch_size=16, weight_decay=0.05, hidden=16)
+    assert net.dim == setup.network.dim and net.n_batches == setup.network.n_batches
+    cold = ex.prepare_experiment(data="synthetic", steps=15, warmup=0, rng=8)
+    assert not np.array_equal(cold.theta0, setup.theta0)
+
+
+def test_total_variation():
+    assert ex.total_variation([0.0, 1.0, 0.5, 0.5]) == 1.5
+    assert ex.total_variation([2.0]) == 0.0
 
 
 def test_cli_experiment_writes_results_and_figures(tmp_path, capsys):
@@ -54,15 +136,27 @@ def test_cli_experiment_writes_results_and_figures(tmp_path, capsys):
     assert main(["experiment", "nn", "--model", "mlp", "--data", "synthetic", "--steps", "20", "--warmup", "20",
                  "--window", "5", "--out", str(out)]) == 0
     assert (out / "results.json").exists() and (out / "curves.png").exists()
-    assert "backward" in capsys.readouterr().out
+    assert (out / "test_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    captured = capsys.readouterr()
+    assert "backward" in captured.out and "6/7" in captured.err  # the table, and the progress bar on stderr
+    assert json.loads((out / "results.json").read_text())["config"]["seed"] == 0
 
 
-def test_total_variation():
-    assert ex.total_variation([0.0, 1.0, 0.5, 0.5]) == 1.5
+BAD = [
+    ("model", ValueError, lambda: ex.run_nn_experiment(model="rnn", data="synthetic", steps=5, warmup=0)),
+    ("data", ValueError, lambda: ex.run_nn_experiment(data="mnist", steps=5)),
+    ("steps", ValueError, lambda: ex.run_nn_experiment(data="synthetic", steps=1)),
+    ("window", TypeError, lambda: ex.run_nn_experiment(data="synthetic", steps=5, window=2.5)),
+    ("warmup", ValueError, lambda: ex.run_nn_experiment(data="synthetic", steps=5, warmup=-1)),
+    ("lr", ValueError, lambda: ex.run_nn_experiment(data="synthetic", steps=5, lr=0.0)),
+    ("rng", TypeError, lambda: ex.run_nn_experiment(data="synthetic", steps=5, rng="zero")),
+    ("progress", TypeError, lambda: ex.run_nn_experiment(data="synthetic", steps=5, warmup=0, progress=3)),
+    ("model", ValueError, lambda: ex.build_network("cnn", NO_IMAGES)),
+    ("dataset", TypeError, lambda: ex.build_network("mlp", None)),
+]
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="^model:"):
-        ex.run_nn_experiment(model="rnn", data="synthetic", steps=5, warmup=0)
-    with pytest.raises(ValueError, match="^data:"):
-        ex.run_nn_experiment(data="mnist", steps=5)
+@pytest.mark.parametrize("name,exc,call", BAD, ids=[f"{c[0]}-{k}" for k, c in enumerate(BAD)])
+def test_bad_arguments_name_the_argument(name, exc, call):
+    with pytest.raises(exc, match=f"^{name}:"):
+        call()

@@ -4,6 +4,9 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import contraction as ct
 from contraction import nn
@@ -35,6 +38,9 @@ NET_IDS = [f"{k}-{a}-wd{w}" for k, a, w in NETS]
 def net(request):
     kind, act, wd = request.param
     return make(kind, activation=act, weight_decay=wd)
+
+
+NET2 = make("mlp2", activation="softplus", weight_decay=0.01)
 
 
 def stack(net, K, rng, scale=0.7):
@@ -106,7 +112,7 @@ def test_dense_hessian_from_hvp_and_lipschitz_estimate(rng):
     np.testing.assert_allclose(H, H.T, atol=1e-10)
     h = 0.4
     exact = np.abs(1 - h * np.linalg.eigvalsh(H)).max()
-    est = nn.estimate_lipschitz(net.sgd_maps(h), theta, 3, rng=0, n_iter=2000, tol=1e-12)
+    est = nn.estimate_lipschitz(net.sgd_maps(h), theta, 3, rng=0, max_iter=2000, tol=1e-12)
     assert est <= exact * (1 + 1e-9)
     assert est >= exact * (1 - 1e-3)
 
@@ -115,9 +121,9 @@ def test_lipschitz_estimate_is_vectorized(rng):
     net = make("mlp", weight_decay=0.05)
     theta = stack(net, 3, rng)
     maps = net.sgd_maps(0.2)
-    est = nn.estimate_lipschitz(maps, theta, np.array([0, 1, 2]), rng=1, n_iter=30)
+    est = nn.estimate_lipschitz(maps, theta, np.array([0, 1, 2]), rng=1, max_iter=30)
     assert est.shape == (3,)
-    one = nn.estimate_lipschitz(maps, theta[1], 1, rng=1, n_iter=30)
+    one = nn.estimate_lipschitz(maps, theta[1], 1, rng=1, max_iter=30)
     assert np.ndim(one) == 0 and np.isfinite(one)
 
 
@@ -135,6 +141,17 @@ def test_stack_equals_loop_over_rows(net, rng):
         assert np.isclose(f[k], net.batch_loss(theta[k], index[k]), rtol=1e-13)
         one = net.evaluate(theta[k], DATA.X_test, DATA.y_test)
         assert np.isclose(ev.loss[k], one.loss, rtol=1e-12) and ev.accuracy[k] == one.accuracy
+
+
+@given(theta=hnp.arrays(np.float64, (3, NET2.dim), elements=st.floats(-2.0, 2.0)),
+       v=hnp.arrays(np.float64, NET2.dim, elements=st.floats(-1.0, 1.0)),
+       index=hnp.arrays(np.int64, 3, elements=st.integers(0, NET2.n_batches - 1)))
+def test_a_stack_is_computed_row_by_row(theta, v, index):
+    net = NET2
+    g, hv = net.gradient(theta, index), net.hvp(theta, v, index)
+    for k in range(3):  # loop over rows only in the test oracle
+        np.testing.assert_allclose(g[k], net.gradient(theta[k], index[k]), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(hv[k], net.hvp(theta[k], v, index[k]), rtol=1e-12, atol=1e-13)
 
 
 def test_large_stacks_are_split_into_blocks_consistently(rng):
@@ -225,12 +242,63 @@ def test_init_params_is_reproducible_and_scaled():
     assert np.all(b1 == 0) and abs(W1.std() * np.sqrt(400) - 1) < 0.02
 
 
+def test_softmax_is_stable_for_huge_logits():
+    net = make("mlp", hidden=(), batch_size=8)
+    theta = np.zeros(net.dim)
+    (_, b), = net.unpack(theta)
+    b[:] = [1e4, 0.0, -1e4]  # logits far beyond exp's range; every example predicts class 0
+    loss = net.evaluate(theta).loss
+    expected = np.mean(np.where(DATA.y_train == 0, 0.0, np.where(DATA.y_train == 1, 1e4, 2e4)))
+    assert np.isclose(loss, expected)
+    g = net.gradient(theta, 0)
+    assert np.all(np.isfinite(g)) and np.all(np.isfinite(net.hvp(theta, theta + 1.0, 0)))
+
+
 def test_softplus_is_finite_for_large_inputs():
     X = np.full((2, 3), 1e3)
     net = nn.MLP(X, np.array([0, 1]), hidden=2, batch_size=2, activation="softplus")
     theta = np.ones(net.dim)
     assert np.all(np.isfinite(net.gradient(theta, 0)))
     assert np.all(np.isfinite(net.hvp(theta, theta, 0)))
+
+
+# --- randomness: only from the rng argument ---------------------------------------------------
+def _draws(rng):
+    net = make("mlp")
+    theta = net.init_params(rng=rng)
+    maps = net.sgd_maps(0.2)
+    return {
+        "init_params": theta,
+        "estimate_lipschitz": nn.estimate_lipschitz(maps, theta, 0, rng=rng, max_iter=3),
+        "teacher_student_data": teacher_student_data(n_train=16, n_test=8, temperature=1.0, rng=rng).y_train,
+        "load_digits_data": load_digits_data(rng=rng).y_test,
+    }
+
+
+def test_every_draw_comes_from_the_rng():
+    a, b, c = _draws(3), _draws(3), _draws(4)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        assert not np.array_equal(a[name], c[name]), name
+    gen_a, gen_b = np.random.default_rng(9), np.random.default_rng(9)
+    np.testing.assert_array_equal(MLP0.init_params(rng=gen_a), MLP0.init_params(rng=gen_b))
+
+
+def test_lipschitz_n_iter_is_a_deprecated_alias(rng):
+    maps = MLP0.sgd_maps(0.2)
+    theta = MLP0.init_params(rng=0)
+    with pytest.warns(DeprecationWarning, match="max_iter"):
+        old = nn.estimate_lipschitz(maps, theta, 1, rng=0, n_iter=5)
+    assert old == nn.estimate_lipschitz(maps, theta, 1, rng=0, max_iter=5)
+
+
+def test_public_names_are_importable():
+    import contraction.nn.datasets as datasets
+
+    for name in nn.__all__:
+        assert getattr(nn, name).__doc__, name
+    assert {"MLP", "CNN", "Evaluation", "estimate_lipschitz", "im2col_indices"} <= set(nn.__all__)
+    assert nn.Dataset is datasets.Dataset and nn.load_digits_data is datasets.load_digits_data
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -268,6 +336,13 @@ BAD = [
     ("y", ValueError, lambda: MLP0.evaluate(np.zeros(MLP0.dim), X, np.full(48, 9))),
     ("lr", ValueError, lambda: MLP0.sgd_maps(0.0)),
     ("maps", TypeError, lambda: nn.estimate_lipschitz(object(), np.zeros(3), 0)),
+    ("index", ValueError, lambda: nn.estimate_lipschitz(MLP0.sgd_maps(0.1), np.zeros((2, MLP0.dim)), [0, 1, 2])),
+    ("index", ValueError, lambda: nn.estimate_lipschitz(MLP0.sgd_maps(0.1), np.zeros(MLP0.dim), 99)),
+    ("max_iter", ValueError, lambda: nn.estimate_lipschitz(MLP0.sgd_maps(0.1), np.zeros(MLP0.dim), 0, max_iter=0)),
+    ("tol", ValueError, lambda: nn.estimate_lipschitz(MLP0.sgd_maps(0.1), np.zeros(MLP0.dim), 0, tol=-1.0)),
+    ("rng", TypeError, lambda: MLP0.init_params(rng="seed")),
+    ("activation", TypeError, lambda: nn.MLP(X, Y, batch_size=8, activation=None)),
+    ("weight_decay", TypeError, lambda: nn.MLP(X, Y, batch_size=8, weight_decay=True)),
     ("n_train", ValueError, lambda: load_digits_data(n_train=5000)),
     ("scaling", ValueError, lambda: load_digits_data(scaling="minmax")),
     ("n_classes", ValueError, lambda: teacher_student_data(n_classes=1)),
@@ -284,7 +359,7 @@ def test_bad_input_names_the_argument(name, exc, call):
 
 
 def test_map_family_rejects_wrong_parameter_length():
-    with pytest.raises(ValueError, match="^theta:"):
+    with pytest.raises(ValueError, match=r"^theta:"):
         ct.forward_iterates(MLP0.sgd_maps(0.1), np.zeros(3), [0, 1])
 
 
@@ -293,7 +368,7 @@ def test_map_family_rejects_wrong_parameter_length():
 def test_backward_all_n_equals_separate_restarts(kind, rng):
     net = make(kind, weight_decay=0.01)
     maps = net.sgd_maps(0.3)
-    assert isinstance(maps, ct.GradientMaps) and maps.n_batches == net.n_batches
+    assert isinstance(maps, ct.GradientMaps) and maps.n_maps == net.n_batches
     theta0 = net.init_params(rng=1)
     idx = ct.sample_batches(net.n_batches, 12, rng=2)
     fwd = ct.forward_iterates(maps, theta0, idx)
@@ -359,7 +434,7 @@ def test_teacher_student_data():
                                  temperature=1.0, rng=0)
     assert 0 < np.mean(noisy.y_train != d.y_train) < 0.8
     assert teacher_student_data(n_features=10, rng=0).image_shape is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         d.X_train[0, 0] = 1.0
 
 

@@ -57,11 +57,16 @@ def test_import_layers_hold():
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
 
 
-def _public_objects():
-    import contraction.lie as lie
+PUBLIC_MODULES = ("contraction", "contraction.lie", "contraction.nn", "contraction.experiments",
+                  "contraction.figures", "contraction.plotting")
 
-    for module, names in (("contraction", ct.__all__), ("contraction.lie", lie.__all__)):
-        mod = sys.modules[module]
+
+def _public_objects():
+    import importlib
+
+    for module in PUBLIC_MODULES:
+        mod = importlib.import_module(module)
+        names = mod.__all__
         for name in names:
             obj = getattr(mod, name)
             if inspect.isfunction(obj) or inspect.isclass(obj):

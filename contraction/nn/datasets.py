@@ -18,8 +18,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import softmax
 
-from ..core._validation import check_positive_int, describe
+from ..core._validation import as_generator, check_choice, check_int, check_positive_int, check_real
 
 __all__ = ["Dataset", "load_digits_data", "teacher_student_data"]
 
@@ -41,18 +42,22 @@ class Dataset:
     y_train : ndarray, shape (n_train,)
         Training labels, int64 in ``[0, n_classes)``.
     X_test : ndarray, shape (n_test, n_features)
+        Test inputs.
     y_test : ndarray, shape (n_test,)
+        Test labels.
     n_classes : int
+        Number of classes.
     image_shape : tuple of int or None
         ``(height, width)`` when a row is a flattened one-channel image (row
         major), else ``None``.
     name : str
+        Name of the source (``"digits"``, ``"teacher-student"``).
 
     Examples
     --------
     >>> data = teacher_student_data(n_train=8, n_test=4, rng=0)
-    >>> data.X_train.shape, data.y_test.shape
-    ((8, 16), (4,))
+    >>> data.X_train.shape == (8, 16) and data.y_test.shape == (4,)
+    True
     >>> bool(data.X_train.flags.writeable)
     False
     """
@@ -100,8 +105,8 @@ def load_digits_data(n_train: int = 1440, *, scaling: str = "unit", rng=0) -> Da
         structure, for the CNN); ``"standard"`` centres each pixel and divides
         by its standard deviation, both measured on the training set
         (constant pixels are only centred).
-    rng : int or numpy.random.Generator, default 0
-        Seed of the split; the default gives the same split everywhere.
+    rng : None, int, numpy.random.SeedSequence or numpy.random.Generator, default 0
+        Source of the permutation; the default gives the same split everywhere.
 
     Returns
     -------
@@ -117,8 +122,8 @@ def load_digits_data(n_train: int = 1440, *, scaling: str = "unit", rng=0) -> Da
     Examples
     --------
     >>> data = load_digits_data()
-    >>> data.X_train.shape, data.X_test.shape, data.n_classes
-    ((1440, 64), (357, 64), 10)
+    >>> (data.X_train.shape, data.X_test.shape, data.n_classes) == ((1440, 64), (357, 64), 10)
+    True
     >>> bool(data.X_train.min() >= 0.0 and data.X_train.max() <= 1.0)
     True
     """
@@ -132,12 +137,9 @@ def load_digits_data(n_train: int = 1440, *, scaling: str = "unit", rng=0) -> Da
     bunch = load_digits()
     X = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target, dtype=np.int64)
-    n = check_positive_int(n_train, "n_train")
-    if n >= len(y):
-        raise ValueError(f"n_train: expected an integer in [1, {len(y) - 1}], got {n}")
-    if scaling not in ("unit", "standard"):
-        raise ValueError(f"scaling: expected 'unit' or 'standard', got {describe(scaling)}")
-    perm = np.random.default_rng(rng).permutation(len(y))
+    n = check_int(n_train, "n_train", 1, len(y) - 1)
+    check_choice(scaling, "scaling", ("unit", "standard"))
+    perm = as_generator(rng).permutation(len(y))
     X, y = X[perm], y[perm]
     if scaling == "unit":
         X = X / 16.0
@@ -158,7 +160,7 @@ def teacher_student_data(
     temperature: float = 0.0,
     rng=None,
 ) -> Dataset:
-    r"""Inputs ``x ~ N(0, I)`` labelled by a random one-hidden-layer teacher.
+    r"""Draw inputs ``x ~ N(0, I)`` and label them by a random one-hidden-layer teacher.
 
     The teacher is ``z(x) = 3 · tanh(x W₁) W₂`` with standard normal weights
     scaled by ``1/√fan_in``; the label is ``argmax_c z_c(x)`` (realisable
@@ -173,21 +175,25 @@ def teacher_student_data(
         Input dimension; when it is a perfect square ``s²`` the rows are also
         ``s × s`` images (``image_shape = (s, s)``) so the CNN accepts them.
     n_classes : int, default 4
+        Number of classes (at least 2).
     hidden : int, default 8
         Width of the teacher.
     temperature : float, default 0.0
-    rng : int or numpy.random.Generator, optional
+        ``0`` labels by the largest teacher logit; ``> 0`` draws noisy labels.
+    rng : None, int, numpy.random.SeedSequence or numpy.random.Generator, optional
+        Source of the teacher, the inputs and the noisy labels.
 
     Returns
     -------
     Dataset
+        Training and test parts, ``name == "teacher-student"``.
 
     Examples
     --------
     >>> a = teacher_student_data(n_train=64, n_test=32, rng=3)
     >>> b = teacher_student_data(n_train=64, n_test=32, rng=3)
-    >>> a.image_shape, bool(np.array_equal(a.y_train, b.y_train))
-    ((4, 4), True)
+    >>> a.image_shape == (4, 4) and bool(np.array_equal(a.y_train, b.y_train))
+    True
     >>> bool(set(np.unique(a.y_train)) <= set(range(4)))
     True
     """
@@ -196,11 +202,8 @@ def teacher_student_data(
     d = check_positive_int(n_features, "n_features")
     c = check_positive_int(n_classes, "n_classes", minimum=2)
     k = check_positive_int(hidden, "hidden")
-    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature: expected a real number >= 0, got {describe(temperature)}")
-    if not np.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"temperature: expected a finite number >= 0, got {temperature!r}")
-    gen = np.random.default_rng(rng)
+    temperature = check_real(temperature, "temperature", 0.0)
+    gen = as_generator(rng)
     W1 = gen.normal(size=(d, k)) / math.sqrt(d)
     W2 = gen.normal(size=(k, c)) / math.sqrt(k)
     X = gen.normal(size=(n_train + n_test, d))
@@ -208,9 +211,7 @@ def teacher_student_data(
     if temperature == 0:
         y = np.argmax(z, axis=1)
     else:
-        z = z / temperature
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
+        p = softmax(z / temperature, axis=1)
         y = (p.cumsum(axis=1) < gen.random((len(X), 1))).sum(axis=1)
         y = np.minimum(y, c - 1)
     s = math.isqrt(d)
