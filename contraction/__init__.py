@@ -5,15 +5,19 @@ Forward SGD composes batch maps as ``T_{ξ_n} ∘ … ∘ T_{ξ_1}``; backward S
 are affine, and checks the theorems that relate them.
 """
 
+import importlib as _importlib
+import warnings as _warnings
+
 from .approximations import (
     ApproximateIterates,
     bracket_corrected_iterates,
     sliding_backward_iterates,
     windowed_backward_iterates,
 )
+from .core._fitting import loglog_slope
 from .core._validation import ContractionWarning, DivergenceError, NonConvergenceWarning
 from .core.iterates import backward_iterates, forward_iterates
-from .core.maps import AffineMaps, GradientMaps, compose_affine
+from .core.maps import AffineMap, AffineMaps, GradientMaps, compose_affine
 from .core.models import LinearRegressionModel, QuadraticModel
 from .core.sampling import chain_generators, sample_batches
 from .theory.diagnostics import (
@@ -42,8 +46,8 @@ from .theory.moments import (
     StationaryMoments,
     backward_distance_squared,
     moments_at_step,
+    stationary_mean_squared_increment,
     stationary_moments,
-    stationary_step_size,
 )
 from .theory.samples import StationarySamples, stationary_samples
 
@@ -51,16 +55,25 @@ __version__ = "0.1.0"
 
 _LAZY_SUBMODULES = ("lie", "nn", "plotting")
 
+# Old public names: still importable, with a DeprecationWarning naming the new one.
+_DEPRECATED = {
+    "stationary_step_size": (stationary_mean_squared_increment, "stationary_mean_squared_increment"),
+}
+
 
 def __getattr__(name):
-    """Import the heavier submodules (sympy, the networks, matplotlib) on first use."""
+    """Import the heavier submodules (sympy, the networks, matplotlib) on first use; warn on old names."""
     if name in _LAZY_SUBMODULES:
-        import importlib
-
-        return importlib.import_module(f"{__name__}.{name}")
+        return _importlib.import_module(f"{__name__}.{name}")
+    if name in _DEPRECATED:
+        obj, new = _DEPRECATED[name]
+        _warnings.warn(f"contraction.{name} is deprecated; use contraction.{new}", DeprecationWarning, stacklevel=2)
+        return obj
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
+    "AffineMap",
     "AffineMaps",
     "ApproximateIterates",
     "ContractionWarning",
@@ -92,6 +105,7 @@ __all__ = [
     "hill_estimator",
     "ks_against_cdf",
     "log_cosh_maps",
+    "loglog_slope",
     "lyapunov_exponent",
     "max_stable_lr",
     "mean_estimation",
@@ -99,9 +113,9 @@ __all__ = [
     "moments_at_step",
     "sample_batches",
     "sliding_backward_iterates",
+    "stationary_mean_squared_increment",
     "stationary_moments",
     "stationary_samples",
-    "stationary_step_size",
     "tail_index",
     "two_point_cdf",
     "two_point_quadratic",

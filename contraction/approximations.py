@@ -27,14 +27,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .core._validation import as_float_array, as_int_array, check_positive_int, describe
-from .core.iterates import _check_diverged, apply_words, prepare_iteration
+from .core._validation import as_float_array, as_indices, check_positive_int, describe
+from .core.iterates import apply_words, check_diverged, iterate_and_save, prepare_iteration
+from .core.maps import check_gradient_family
 
 __all__ = [
     "ApproximateIterates",
     "BracketStep",
-    "bracket_corrected_step",
     "bracket_corrected_iterates",
+    "bracket_corrected_step",
     "sliding_backward_iterates",
     "windowed_backward_iterates",
 ]
@@ -75,10 +76,16 @@ def windowed_backward_iterates(maps, theta0, idx, window, *, save_steps=None) ->
 
     Parameters
     ----------
-    maps, theta0, idx, save_steps
-        As in :func:`contraction.forward_iterates`.
+    maps : AffineMaps or map family
+        Any family accepted by :func:`contraction.forward_iterates`.
+    theta0 : array_like, shape (d,) or (n_chains, d)
+        Start, shared by all chains or one per chain.
+    idx : array_like of int, shape (n_steps,) or (n_chains, n_steps)
+        Batch sequences (see :func:`contraction.sample_batches`).
     window : int
-        Block length ``W``.
+        Block length ``W >= 1``.
+    save_steps : array_like of int, optional
+        Strictly increasing step numbers to return (default all, ``0, …, n_steps``).
 
     Returns
     -------
@@ -119,7 +126,7 @@ def windowed_backward_iterates(maps, theta0, idx, window, *, save_steps=None) ->
         anchor = vals[:, -1]
         L = stop - start
         cost += L * (L + 1) // 2
-    return ApproximateIterates(_check_diverged(out, steps, "windowed backward"), steps, "windowed", W, cost, 0)
+    return ApproximateIterates(check_diverged(out, steps, "windowed backward"), steps, "windowed", W, cost, 0)
 
 
 def sliding_backward_iterates(maps, theta0, idx, window, *, save_steps=None) -> ApproximateIterates:
@@ -127,8 +134,25 @@ def sliding_backward_iterates(maps, theta0, idx, window, *, save_steps=None) -> 
 
     For ``n < W`` the word starts at ``ξ_1`` and acts on ``θ_0``. Same law as
     forward SGD at every ``n`` for i.i.d. batches (reversed i.i.d. blocks keep
-    their law), so it does not settle. Cost: ``W`` gradient evaluations per
-    step (``min(n, W)`` at the start).
+    their law), so it does not settle.
+
+    Parameters
+    ----------
+    maps : AffineMaps or map family
+        Any family accepted by :func:`contraction.forward_iterates`.
+    theta0 : array_like, shape (d,) or (n_chains, d)
+        Start, shared by all chains or one per chain.
+    idx : array_like of int, shape (n_steps,) or (n_chains, n_steps)
+        Batch sequences (see :func:`contraction.sample_batches`).
+    window : int
+        Block length ``W >= 1``.
+    save_steps : array_like of int, optional
+        Strictly increasing step numbers to return (default all, ``0, …, n_steps``).
+
+    Returns
+    -------
+    ApproximateIterates
+        Cost: ``W`` gradient evaluations per step (``min(n, W)`` at the start).
 
     Examples
     --------
@@ -153,7 +177,7 @@ def sliding_backward_iterates(maps, theta0, idx, window, *, save_steps=None) -> 
         base = np.maximum(0, ns - W)
         full[:, ns] = apply_words(maps, full[:, base], idx, first, ns)
     cost = int(np.minimum(np.arange(1, n + 1), W).sum())
-    return ApproximateIterates(_check_diverged(full[:, steps], steps, "sliding backward"), steps, "sliding",
+    return ApproximateIterates(check_diverged(full[:, steps], steps, "sliding backward"), steps, "sliding",
                                W, cost, 0)
 
 
@@ -167,10 +191,17 @@ def bracket_corrected_iterates(maps, theta0, idx, window, *, save_steps=None) ->
 
     Parameters
     ----------
-    maps : map family with ``lr``, ``gradient`` and ``hvp``
-        For instance ``model.gradient_maps(lr)`` or a network's maps.
-    theta0, idx, window, save_steps
-        As in :func:`windowed_backward_iterates`.
+    maps : map family
+        A family with ``lr``, ``gradient`` and ``hvp``, for instance
+        ``model.gradient_maps(lr)`` or a network's maps.
+    theta0 : array_like, shape (d,) or (n_chains, d)
+        Start, shared by all chains or one per chain.
+    idx : array_like of int, shape (n_steps,) or (n_chains, n_steps)
+        Batch sequences (see :func:`contraction.sample_batches`).
+    window : int
+        Block length ``W >= 1``: the sum ``G`` restarts every ``W`` steps.
+    save_steps : array_like of int, optional
+        Strictly increasing step numbers to return (default all, ``0, …, n_steps``).
 
     Returns
     -------
@@ -192,35 +223,23 @@ def bracket_corrected_iterates(maps, theta0, idx, window, *, save_steps=None) ->
     True
     """
 
-    for attr in ("lr", "gradient", "hvp"):
-        if getattr(maps, attr, None) is None:
-            raise TypeError(
-                f"maps: expected a map family with lr, gradient and hvp (e.g. model.gradient_maps(lr)), "
-                f"got {describe(maps)} without {attr!r}"
-            )
+    check_gradient_family(maps)
     idx, theta0, steps = prepare_iteration(maps, theta0, idx, save_steps)
     C, n = idx.shape
     W = check_positive_int(window, "window")
-    save = np.zeros(n + 1, dtype=bool)
-    save[steps] = True
     out = np.empty((C, steps.size, theta0.shape[1]))
-    pos = 0
-    if save[0]:
-        out[:, 0] = theta0
-        pos = 1
-    theta, grads, hvps = theta0, 0, 0
-    with np.errstate(over="ignore", invalid="ignore"):
-        for k in range(n):
-            block_start = (k // W) * W
-            res = bracket_corrected_step(maps, theta, idx[:, k], idx[:, block_start:k])
-            theta = res.theta
-            grads += int(res.gradient_evals)
-            hvps += int(res.hvp_evals)
-            if save[k + 1]:
-                out[:, pos] = theta
-                pos += 1
-    return ApproximateIterates(_check_diverged(out, steps, "bracket-corrected"), steps, "bracket_corrected",
-                               W, grads, hvps)
+    cost = {"gradient": 0, "hvp": 0}
+
+    def advance(k, theta):
+        block_start = (k // W) * W
+        res = bracket_corrected_step(maps, theta, idx[:, k], idx[:, block_start:k])
+        cost["gradient"] += int(res.gradient_evals)
+        cost["hvp"] += int(res.hvp_evals)
+        return res.theta
+
+    iterate_and_save(advance, theta0, n, steps, out)
+    return ApproximateIterates(check_diverged(out, steps, "bracket-corrected"), steps, "bracket_corrected",
+                               W, cost["gradient"], cost["hvp"])
 
 
 @dataclass(frozen=True)
@@ -242,13 +261,6 @@ class BracketStep:
     hvp_evals: int
 
 
-def _int_array(value, name: str, ndim: int) -> np.ndarray:
-    arr = as_int_array(value, name)
-    if arr.ndim != ndim:
-        raise ValueError(f"{name}: expected a {ndim}-dimensional integer array, got {describe(arr)}")
-    return arr
-
-
 def bracket_corrected_step(maps, theta, index, previous):
     r"""One step θ ↦ T_index(θ) − h² [G, g_index](θ), G = Σ_{k in previous} g_k.
 
@@ -268,9 +280,10 @@ def bracket_corrected_step(maps, theta, index, previous):
         ``index`` (K,) int, ``v`` (K, d), e.g. :class:`contraction.GradientMaps`
         or ``QuadraticModel(...).gradient_maps(lr)``.
     theta : array_like, shape (K, d)
-    index : int array, shape (K,)
+        Points, one per row (non-finite rows pass through).
+    index : array_like of int, shape (K,)
         The batch of this step, one per row.
-    previous : int array, shape (K, r)
+    previous : array_like of int, shape (K, r)
         The block's earlier batch indices, one row per row of ``theta``
         (``r`` may be 0: then the step is the plain SGD step).
 
@@ -294,33 +307,19 @@ def bracket_corrected_step(maps, theta, index, previous):
     >>> (out.gradient_evals, out.hvp_evals)
     (2, 2)
     """
-    for attr in ("gradient", "hvp"):
-        if not callable(getattr(maps, attr, None)):
-            raise TypeError(
-                f"maps: expected an object with callable .lr, .gradient and .hvp, got {describe(maps)} "
-                f"whose .{attr} is not callable"
-            )
-    lr = getattr(maps, "lr", None)
-    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.number)) or not lr > 0:
-        raise TypeError(f"maps: expected a positive learning rate .lr, got {describe(lr)}")
-    h = float(lr)
-    if isinstance(theta, (str, bytes)) or theta is None:
-        raise TypeError(f"theta: expected an array of shape (K, d), got {describe(theta)}")
-    theta = np.asarray(theta, dtype=np.float64)  # non-finite rows pass through: callers report divergence
-    if theta.ndim != 2:
-        raise ValueError(f"theta: expected an array of shape (K, d), got {describe(theta)}")
+    h = check_gradient_family(maps)
+    # non-finite rows pass through: the iteration functions report divergence
+    theta = as_float_array(theta, "theta", ndim=2, finite=False)
     K, d = theta.shape
-    index = _int_array(index, "index", 1)
+    m = getattr(maps, "n_maps", None)
+    if m is None:
+        m = getattr(maps, "n_batches", None)
+    index = as_indices(index, "index", m, ndim=1)
     if index.shape != (K,):
         raise ValueError(f"index: expected shape ({K},) (one batch per row of theta), got {describe(index)}")
-    previous = _int_array(previous, "previous", 2)
+    previous = as_indices(previous, "previous", m, ndim=2)
     if previous.shape[0] != K:
         raise ValueError(f"previous: expected shape ({K}, r) (one row per row of theta), got {describe(previous)}")
-    m = getattr(maps, "n_batches", None)
-    for name, arr in (("index", index), ("previous", previous)):
-        if arr.size and (arr.min() < 0 or (m is not None and arr.max() >= m)):
-            upper = "" if m is None else f", {int(m) - 1}"
-            raise ValueError(f"{name}: expected batch indices in [0{upper}], got values in [{arr.min()}, {arr.max()}]")
     r = previous.shape[1]
     if r == 0:
         g = np.asarray(maps.gradient(theta, index), dtype=np.float64)

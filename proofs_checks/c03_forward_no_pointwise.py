@@ -1,12 +1,14 @@
 """C3 Forward SGD does not converge pointwise unless the maps share a fixed point.
 
-Claim: in stationarity forward SGD keeps moving, E‖θ_{n+1} − θ_n‖² =
-Σ p_i E‖(A_i − I) Z + b_i‖² > 0 (Z ~ π); under interpolation (a common fixed
-point) the step size is 0 and both orders converge to that point.
+Claim: in stationarity forward SGD keeps moving, its mean squared increment
+E‖θ_{n+1} − θ_n‖² = Σ p_i E‖(A_i − I) Z + b_i‖² is > 0 (Z ~ π); under
+interpolation (a common fixed point) it is 0 and both orders converge to that
+point.
 
 Method: a least-squares model with noise; the Monte Carlo mean of
 ‖θ_{n+1} − θ_n‖² over forward chains in stationarity (started from perfect
-backward samples) is compared with the formula (``step_size`` ingredient)
+backward samples) is compared with the formula (``step_size`` ingredient, the
+mean squared increment)
 within four standard errors. Extra conditions: the formula is positive, and
 on a noiseless (interpolating) model the formula is 0 and both orders reach
 the common point.
@@ -19,10 +21,11 @@ import contraction as ct
 from ._base import Timer, make_result
 from ._models import random_regression
 
-STATEMENT = "forward step size in stationarity = sum_i p_i E|(A_i - I)Z + b_i|^2 > 0; 0 under interpolation"
+STATEMENT = ("forward mean squared increment in stationarity = sum_i p_i E|(A_i - I)Z + b_i|^2 > 0; "
+             "0 under interpolation")
 
 
-def check(quick=False, step_size=ct.stationary_step_size):
+def check(quick=False, step_size=ct.stationary_mean_squared_increment):
     with Timer() as t:
         model = random_regression(n=12, d=2, batch_size=2, seed=3)
         maps = model.sgd_maps(0.2)
@@ -44,8 +47,8 @@ def check(quick=False, step_size=ct.stationary_step_size):
         converge = max(np.abs(fwd - theta_star).max(), np.abs(bwd - theta_star).max())
     return make_result(
         "C3", STATEMENT, mc, exact, "==", 4 * se, t.seconds,
-        extra_conditions={"step size > 0 without interpolation": exact > 10 * se,
-                          "step size = 0 under interpolation": abs(zero) < 1e-12,
+        extra_conditions={"increment > 0 without interpolation": exact > 10 * se,
+                          "increment = 0 under interpolation": abs(zero) < 1e-12,
                           "both orders reach the common point": converge < 1e-8},
-        standard_error=se, interpolation_step_size=zero, interpolation_error=converge,
+        standard_error=se, interpolation_increment=zero, interpolation_error=converge,
     )

@@ -50,7 +50,7 @@ def check(quick=False, sample=ct.sample_batches):
         p_iid = [_laws(maps, n, n_chains, "iid", sample, 40 + n) for n in (3, 4)]
         p_end = _laws(maps, 2 * m, n_chains, "reshuffle", sample, 50)
         p_mid = _laws(maps, m + 1, n_chains, "reshuffle", sample, 60)
-        p_equal = min(p_iid + [p_end])
+        p_equal = min([*p_iid, p_end])
     return make_result(
         "C4", STATEMENT, p_equal, ALPHA, "p>=", 0.0, t.seconds,
         extra_conditions={"reshuffling mid-epoch refuted (p < 1e-6)": p_mid < 1e-6},

@@ -12,8 +12,6 @@ limits. Numerical value: the smallest p-value; theory: p ≥ α = 1e-3.
 Samples come from the ``sampler`` ingredient.
 """
 
-import numpy as np
-
 import contraction as ct
 
 from ._base import Timer, make_result

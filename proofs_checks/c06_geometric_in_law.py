@@ -34,7 +34,7 @@ def _w1_to_uniform(atoms, weights):
         a, b, f = grid[k], grid[k + 1], F[k]
         # ∫_a^b |f − (t + 1)/2| dt, piecewise linear: split at t* = 2f − 1
         ts = np.clip(2 * f - 1, a, b)
-        g = lambda t: (t + 1) / 2 - f
+        g = lambda t, f=f: (t + 1) / 2 - f
         total += abs(0.5 * (g(a) + g(ts)) * (ts - a)) + abs(0.5 * (g(ts) + g(b)) * (b - ts))
     return total
 
@@ -53,7 +53,7 @@ def check(quick=False, moments=ct.moments_at_step):
         worst = max(ratios)
         rand = random_contractive_maps(c=0.9, seed=6, m=3, d=3)
         mu = ct.stationary_moments(rand).mean
-        Abar = rand.mean_map()[0]
+        Abar = rand.mean_map().A
         theta0 = np.array([4.0, -1.0, 2.0])
         gaps = [np.abs(moments(rand, theta0, n).mean - (np.linalg.matrix_power(Abar, n) @ (theta0 - mu) + mu)).max()
                 for n in (1, 5, 20)]

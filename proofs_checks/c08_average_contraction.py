@@ -6,10 +6,11 @@ Lyapunov exponent is negative, backward iterates converge, and
 E‖θ̃_n − θ̃_∞‖² = tr(Q_n M).
 
 Method: d = 3 least squares with batch size 1 and h = 1/max‖x_i‖², so every
-map is non-expansive with contraction constant exactly 1; the Lyapunov estimate plus four standard errors is below 0. For many
-chains, θ̃_∞ is θ̃_N on the same (extended) sequence with tr(Q_N M) below
-1e-20; the Monte Carlo mean of ‖θ̃_n − θ̃_∞‖² at several n is compared with
-the ``distance`` ingredient (relative error in standard errors). Numerical
+map is non-expansive with contraction constant exactly 1; the Lyapunov
+estimate plus four standard errors is below 0. For many chains, θ̃_∞ is
+θ̃_N on the same (extended) sequence with tr(Q_N M) below 1e-20; the Monte
+Carlo mean of ‖θ̃_n − θ̃_∞‖² at several n is compared with the
+``distance`` ingredient (relative error in standard errors). Numerical
 value: the largest |z|; theory 0 within 4.
 """
 

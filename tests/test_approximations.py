@@ -75,9 +75,18 @@ def test_bracket_corrected_cost_and_window_one_is_forward():
     assert five.gradient_evals == 2 * per_block_grad and five.hvp_evals == 2 * (per_block_grad - 1)
 
 
-def test_bracket_corrected_needs_gradients():
-    maps = ct.two_point_quadratic().sgd_maps(0.5)
-    with pytest.raises(TypeError, match="^maps:"):
-        ct.bracket_corrected_iterates(maps, [0.0], [0, 1], window=2)
-    with pytest.raises(ValueError, match="^window:"):
-        ct.windowed_backward_iterates(maps, [0.0], [0, 1], window=0)
+def test_bracket_corrected_saves_the_requested_steps():
+    model = ct.QuadraticModel([[[1.0, 0.2], [0.2, 2.0]], [[3.0, 0.0], [0.0, 0.5]]], [[1.0, 0.0], [0.0, -1.0]])
+    idx = ct.sample_batches(2, 12, n_chains=2, rng=5)
+    g = model.gradient_maps(0.05)
+    full = ct.bracket_corrected_iterates(g, np.zeros(2), idx, window=4)
+    part = ct.bracket_corrected_iterates(g, np.zeros(2), idx, window=4, save_steps=[0, 5, 12])
+    np.testing.assert_array_equal(part.iterates, full.iterates[:, [0, 5, 12]])
+    np.testing.assert_array_equal(part.steps, [0, 5, 12])
+    assert (part.gradient_evals, part.hvp_evals) == (full.gradient_evals, full.hvp_evals)
+
+
+def test_bracket_corrected_reports_divergence():
+    model = ct.QuadraticModel([[[1.0]], [[2.0]]], [[1.0], [-1.0]])
+    with pytest.raises(ct.DivergenceError, match="bracket-corrected iterates overflowed"):
+        ct.bracket_corrected_iterates(model.gradient_maps(1e150), [1.0], [0, 1] * 6, window=3)

@@ -4,22 +4,24 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from strategies import affine_map_pairs, affine_maps, points
 
 import contraction as ct
-from strategies import affine_maps
 
 
-@given(affine_maps(), affine_maps(), st.integers(0, 2**31))
-def test_compose_matches_applying_one_by_one(T, S, seed):
+@given(st.data())
+def test_compose_matches_applying_one_by_one(data):
+    T, S = data.draw(affine_map_pairs())
     if T.dim != S.dim:
-        with pytest.raises(ValueError, match="other"):
+        with pytest.raises(ValueError, match=r"^other:"):
             T.compose(S)
         return
     TS = T.compose(S)
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(5, T.dim))
-    i = rng.integers(0, T.n_maps, 5)
-    j = rng.integers(0, S.n_maps, 5)
+    x = data.draw(points(T.dim))
+    k = len(x)
+    i = data.draw(hnp.arrays(np.int64, k, elements=st.integers(0, T.n_maps - 1)))
+    j = data.draw(hnp.arrays(np.int64, k, elements=st.integers(0, S.n_maps - 1)))
     np.testing.assert_allclose(TS.apply(x, i * S.n_maps + j), T.apply(S.apply(x, j), i), atol=1e-12)
     np.testing.assert_allclose(TS.probs.reshape(T.n_maps, S.n_maps), np.outer(T.probs, S.probs))
 
@@ -27,7 +29,7 @@ def test_compose_matches_applying_one_by_one(T, S, seed):
 @given(affine_maps(), st.lists(st.integers(0, 3), max_size=6))
 def test_word_is_composition_last_letter_first(maps, word):
     word = [w % maps.n_maps for w in word]
-    A, b = maps.word(word) if word else (np.eye(maps.dim), np.zeros(maps.dim))
+    A, b = maps.word(word)  # the empty word is the identity
     x = np.linspace(-1, 2, maps.dim)
     y = x
     for w in reversed(word):
@@ -35,11 +37,42 @@ def test_word_is_composition_last_letter_first(maps, word):
     np.testing.assert_allclose(A @ x + b, y, atol=1e-12)
 
 
+def test_word_of_a_batch_of_words_and_the_empty_word():
+    rng = np.random.default_rng(3)
+    maps = ct.AffineMaps(rng.normal(size=(3, 2, 2)), rng.normal(size=(3, 2)))
+    empty = maps.word([])
+    assert isinstance(empty, ct.AffineMap)
+    assert np.array_equal(empty.A, np.eye(2)) and np.array_equal(empty.b, np.zeros(2))
+    many = maps.word(np.zeros((4, 0), dtype=int))
+    assert many.A.shape == (4, 2, 2) and np.array_equal(many.A, np.broadcast_to(np.eye(2), (4, 2, 2)))
+    words = np.array([[[0, 1], [2, 2]], [[1, 0], [0, 2]]])
+    batch = maps.word(words)
+    assert batch.A.shape == (2, 2, 2, 2) and batch.b.shape == (2, 2, 2)
+    one = maps.word(words[1, 0])
+    np.testing.assert_allclose(batch.A[1, 0], one.A)
+    np.testing.assert_allclose(batch.apply(np.ones(2))[1, 0], one.apply(np.ones(2)))
+
+
+def test_compose_affine_returns_a_record_and_checks_shapes():
+    rng = np.random.default_rng(4)
+    A, A2 = rng.normal(size=(2, 5, 3, 3))
+    b, b2 = rng.normal(size=(2, 5, 3))
+    res = ct.compose_affine(A, b, A2, b2)
+    assert isinstance(res, ct.AffineMap)
+    x = rng.normal(size=3)
+    np.testing.assert_allclose(res.apply(x), np.einsum("kij,kj->ki", A, np.einsum("kij,j->ki", A2, x) + b2) + b)
+    Abar, bbar = ct.AffineMaps(A, b).mean_map()
+    np.testing.assert_allclose(Abar, A.mean(0))
+    np.testing.assert_allclose(bbar, b.mean(0))
+    with pytest.raises(ValueError, match=r"^A2:"):
+        ct.compose_affine(A, b, A2[:, :2, :2], b2[:, :2])
+
+
 def test_affine_maps_are_read_only_and_frozen():
     maps = ct.AffineMaps(np.zeros((2, 2, 2)), np.zeros((2, 2)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         maps.A[0, 0, 0] = 1.0
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign"):
         maps.A = np.ones((2, 2, 2))
     np.testing.assert_allclose(maps.probs, [0.5, 0.5])
 
@@ -66,7 +99,8 @@ def test_linear_regression_maps_match_formula():
     np.testing.assert_allclose(maps.b[1], 0.05 / 4 * XB.T @ yB)
     theta = rng.normal(size=3)
     np.testing.assert_allclose(model.batch_loss(theta, 1), np.sum((XB @ theta - yB) ** 2) / 8)
-    np.testing.assert_allclose(model.loss(theta), np.mean([np.sum((X[4*k:4*k+4] @ theta - y[4*k:4*k+4]) ** 2) / 8 for k in range(3)]))
+    per_batch = [np.sum((X[4 * k:4 * k + 4] @ theta - y[4 * k:4 * k + 4]) ** 2) / 8 for k in range(3)]
+    np.testing.assert_allclose(model.loss(theta), np.mean(per_batch))
     np.testing.assert_allclose(model.full_gradient(model.minimizer()), 0, atol=1e-10)
 
 

@@ -1,15 +1,13 @@
 """Diagnostics, certified backward limits and exact stationary moments."""
 
-import warnings
-
 import numpy as np
 import pytest
 import scipy.linalg
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import affine_maps, quadratic_models
 
 import contraction as ct
-from strategies import affine_maps, quadratic_models
 
 
 @given(quadratic_models(), st.floats(0.01, 1.0))
@@ -42,7 +40,7 @@ def test_mean_square_radius_dense_equals_operator(maps):
 
 def test_mean_square_radius_large_d_without_forming_kronecker():
     rng = np.random.default_rng(1)
-    d = 24
+    d = 21  # just above the default dense_max_dim = 20: ARPACK on the operator
     A = rng.normal(size=(3, d, d)) / np.sqrt(d) * 0.6
     maps = ct.AffineMaps(A, np.zeros((3, d)))
     K = sum(np.kron(a, a) for a in A) / 3
@@ -64,9 +62,20 @@ def test_tail_index_solves_moment_equation_and_is_two_at_threshold():
 def test_max_stable_lr_brackets_the_mean_square_threshold():
     model = ct.LinearRegressionModel(np.random.default_rng(2).normal(size=(10, 2)), np.ones(10))
     lr = ct.max_stable_lr(model)
-    assert ct.mean_square_radius(model.sgd_maps(lr.mean_square * 0.999)) < 1
-    assert ct.mean_square_radius(model.sgd_maps(lr.mean_square * 1.001)) > 1
+    assert ct.mean_square_radius(model.sgd_maps(lr.mean_square * (1 - 1e-8))) < 1
+    assert ct.mean_square_radius(model.sgd_maps(lr.mean_square * (1 + 1e-8))) > 1
     assert not lr.strict and lr.mean_square <= lr.mean
+
+
+def test_max_stable_lr_edge_cases():
+    # every map contracts the mean square up to the mean threshold: mean_square = mean
+    quad = ct.QuadraticModel(np.stack([np.eye(2), np.eye(2)]), [[1.0, 0.0], [0.0, 1.0]])
+    lr = ct.max_stable_lr(quad)
+    assert lr.strict and lr.mean_square == lr.mean == lr.contraction == 2.0
+    # a direction no batch ever sees is never contracted: no mean-square stable learning rate
+    X = np.random.default_rng(3).normal(size=(6, 2)) * [1.0, 0.0]
+    lr = ct.max_stable_lr(ct.LinearRegressionModel(X, np.ones(6)))
+    assert lr.mean_square == 0.0 and not lr.strict
 
 
 @given(affine_maps(contraction=0.9))
@@ -76,7 +85,7 @@ def test_stationary_moments_solve_their_equation(maps):
     np.testing.assert_allclose(mom.mean, Abar @ mom.mean + bbar, atol=1e-9)
     S = mom.second_moment
     rhs = sum(p * (A @ S @ A.T + np.outer(A @ mom.mean, b) + np.outer(b, A @ mom.mean) + np.outer(b, b))
-              for p, A, b in zip(maps.probs, maps.A, maps.b))
+              for p, A, b in zip(maps.probs, maps.A, maps.b, strict=True))
     np.testing.assert_allclose(S, rhs, atol=1e-8 * max(1, np.abs(S).max()))
     assert mom.residual < 1e-10
     np.testing.assert_allclose(mom.cov, mom.cov.T)
@@ -106,6 +115,36 @@ def test_direct_and_iterative_solvers_agree():
     np.testing.assert_allclose(iterative.cov, direct.cov, atol=1e-10)
 
 
+def test_stationary_moments_form_the_kronecker_matrix_once(monkeypatch):
+    import contraction.theory.moments as moments
+
+    calls = []
+    real = moments.mean_square_matrix
+    monkeypatch.setattr(moments, "mean_square_matrix", lambda maps: calls.append(1) or real(maps))
+    maps = ct.mean_estimation(np.array([[0.0, 1.0], [2.0, 1.0], [1.0, 4.0]])).sgd_maps(0.3)
+    for method, expected in (("auto", 1), ("direct", 1), ("iterative", 1)):
+        calls.clear()
+        ct.stationary_moments(maps, method=method)
+        assert len(calls) == expected, method
+    calls.clear()
+    ct.stationary_moments(maps, method="iterative", dense_max_dim=1)  # radius by ARPACK, no matrix
+    assert calls == []
+
+
+def test_covariance_refusal_in_several_dimensions_needs_no_sampling():
+    # diagonal maps: γ = max over the axes of Σ p log|a|, bracketed by the deterministic bounds
+    heavy = ct.AffineMaps([np.diag([0.1, 0.2]), np.diag([1.8, 1.7])], np.ones((2, 2)))  # E log‖A‖ < 0, ρ > 1
+    with pytest.raises(ct.StationaryLawError, match="heavy-tailed"):
+        ct.stationary_moments(heavy)
+    expanding = ct.AffineMaps([np.diag([2.0, 3.0]), np.diag([1.5, 1.2])], np.ones((2, 2)))
+    with pytest.raises(ct.StationaryLawError, match="no stationary law"):
+        ct.stationary_moments(expanding)
+    # γ = ½ log 1.5 > 0, but E log‖A‖ > 0 > E log|det A| / 2: the bounds do not decide
+    mixed = ct.AffineMaps([np.diag([0.1, 3.0]), np.diag([0.1, 0.5])], np.ones((2, 2)))
+    with pytest.raises(ct.StationaryLawError, match="estimate it with lyapunov_exponent"):
+        ct.stationary_moments(mixed)
+
+
 def test_covariance_refused_with_reason():
     e3 = ct.gaussian_least_squares_1d(500)
     with pytest.raises(ct.StationaryLawError, match="heavy-tailed"):
@@ -121,7 +160,7 @@ def test_common_fixed_point_gives_point_mass_even_when_not_mean_square_stable():
     mom = ct.stationary_moments(model.sgd_maps(0.3))
     np.testing.assert_allclose(mom.mean, [1.0, -2.0], atol=1e-10)
     assert mom.method == "common fixed point" and np.all(mom.cov == 0)
-    assert abs(ct.stationary_step_size(model.sgd_maps(0.3))) < 1e-12
+    assert abs(ct.stationary_mean_squared_increment(model.sgd_maps(0.3))) < 1e-12
 
 
 def test_moments_at_step_tend_to_stationary_moments():
@@ -185,19 +224,3 @@ def test_law_comparisons_detect_differences():
     assert ct.ks_against_cdf(u, ct.two_point_cdf(2 / 3)).pvalue < 1e-6
     assert ct.compare_laws(u, u + 0.2).pvalue < 1e-6
     assert np.isclose(ct.wasserstein_1d(u, u + 0.1), 0.1)
-
-
-def test_bad_inputs_of_theory_functions():
-    maps = ct.two_point_quadratic().sgd_maps(0.5)
-    with pytest.raises(TypeError, match="^maps:"):
-        ct.contraction_constant(ct.two_point_quadratic())
-    with pytest.raises(ValueError, match="^method:"):
-        ct.stationary_moments(maps, method="magic")
-    with pytest.raises(ValueError, match="^theta0:"):
-        ct.moments_at_step(maps, [0.0, 0.0], 3)
-    with pytest.raises(ValueError, match="^tol:"):
-        ct.backward_fixed_point(maps, tol=-1.0)
-    with pytest.raises(ValueError, match="^method:"):
-        ct.stationary_samples(maps, 10, method="sideways")
-    with pytest.raises(ValueError, match="^lr:"):
-        ct.two_point_cdf(0.3)

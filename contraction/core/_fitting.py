@@ -10,12 +10,23 @@ __all__ = ["loglog_slope"]
 
 
 def loglog_slope(x, y) -> float:
-    r"""Least-squares slope of ``log y`` against ``log x``: the fitted order ``p`` in ``y ≈ C x^p``.
+    r"""Fit the slope of ``log y`` against ``log x``: the order ``p`` in ``y ≈ C x^p``.
+
+    One least-squares line through the points ``(log x_k, log y_k)``: the
+    single slope fit of the package, used wherever an order of convergence
+    is measured.
 
     Parameters
     ----------
-    x, y : array_like, shape (n,)
-        Positive finite numbers, ``n ≥ 2`` with at least two distinct ``x``.
+    x : array_like, shape (n,)
+        Positive finite numbers (the scales ``h``), ``n ≥ 2``, not all equal.
+    y : array_like, shape (n,)
+        Positive finite numbers (errors).
+
+    Returns
+    -------
+    float
+        The fitted slope ``p``.
 
     Examples
     --------

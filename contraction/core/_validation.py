@@ -1,10 +1,28 @@
-"""Input validation, the package's error and warning classes.
+"""Input validation: one vocabulary for every argument, and the package's error and warning classes.
 
-Every message has one format: ``<argument>: expected <what>, got <what>``.
+Every message has one format, ``<argument>: expected <what>, got <what>``;
+wrong kinds raise :class:`TypeError`, wrong values :class:`ValueError`.
+
+The vocabulary (the way scikit-learn's ``validate_params`` declares
+``Interval(Real, 0, None, closed="neither")``):
+
+* :func:`check_real`: a real number, optionally in an interval with open or
+  closed ends; numpy scalars accepted, ``bool`` and ``nan`` refused;
+* :func:`check_positive_int`, :func:`check_nonnegative_int` (and the general
+  :func:`check_int`): integers, numpy integers accepted, ``bool`` refused;
+* :func:`check_probability`: a real number in ``[0, 1]``;
+  :func:`check_probs`: a probability vector over ``m`` batches;
+* :func:`check_lr`: a learning rate, a finite real number ``> 0``;
+* :func:`check_choice`: one of a few strings;
+* :func:`as_float_array`: a finite float64 array with a given number of dimensions;
+* :func:`as_indices`: an integer array of indices below a count (batch indices
+  against a batch count, step numbers against a horizon);
+* :func:`as_generator`: the ``rng`` argument, as a :class:`numpy.random.Generator`.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -14,11 +32,17 @@ __all__ = [
     "DivergenceError",
     "NonConvergenceWarning",
     "as_float_array",
-    "as_int_array",
+    "as_generator",
+    "as_indices",
+    "check_choice",
     "check_finite",
+    "check_int",
     "check_lr",
+    "check_nonnegative_int",
     "check_positive_int",
+    "check_probability",
     "check_probs",
+    "check_real",
     "describe",
 ]
 
@@ -51,68 +75,153 @@ def describe(value) -> str:
     return f"{type(value).__name__} {text}"
 
 
-def as_float_array(value, name: str, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
-    """Convert to a finite float64 array, checking the number of dimensions."""
-    if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{name}: expected an array of real numbers, got {describe(value)}")
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name}: expected an array of real numbers, got {describe(value)}") from exc
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise TypeError(f"{name}: expected an array of real numbers, got {describe(arr)}")
-    if np.iscomplexobj(arr):
-        raise TypeError(f"{name}: expected real numbers, got {describe(arr)}")
-    arr = arr.astype(np.float64, copy=False)
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else ndim
-        if arr.ndim not in allowed:
-            want = " or ".join(str(k) for k in allowed)
-            raise ValueError(f"{name}: expected a {want}-dimensional array, got {describe(arr)}")
-    check_finite(arr, name)
-    return arr
+def _is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
 
 
-def as_int_array(value, name: str, what: str = "an integer array") -> np.ndarray:
-    """Convert to an int64 array, refusing strings, booleans, floats and ``None``.
+def _interval(low, high, closed: str) -> str:
+    """``"> 0"``, ``"in [0, 1]"``, ``""`` …: the interval in words."""
+    left = closed in ("left", "both")
+    right = closed in ("right", "both")
+    if low is not None and high is not None:
+        return f" in {'[' if left else '('}{low:g}, {high:g}{']' if right else ')'}"
+    if low is not None:
+        return f" {'>=' if left else '>'} {low:g}"
+    if high is not None:
+        return f" {'<=' if right else '<'} {high:g}"
+    return ""
 
-    An empty float array (as from ``[]``) is accepted as an empty int array.
+
+def check_real(value, name: str, low=None, high=None, *, closed: str = "both", allow_inf: bool = False) -> float:
+    """A real number (Python or numpy scalar, not ``bool``, not ``nan``), optionally in an interval.
+
+    ``low``/``high`` bound the interval (``None``: unbounded); ``closed`` is
+    ``"both"``, ``"left"``, ``"right"`` or ``"neither"`` and says which
+    ends belong to it. Infinite values are refused unless ``allow_inf``.
     """
-    if isinstance(value, (str, bytes)) or value is None:
+    if closed not in ("both", "left", "right", "neither"):
+        raise ValueError(f"closed: expected 'both', 'left', 'right' or 'neither', got {closed!r}")
+    what = f"a {'' if allow_inf else 'finite '}real number{_interval(low, high, closed)}"
+    if _is_bool(value) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected {what}, got {describe(value)}")
-    arr = np.asarray(value)
-    if arr.size == 0 and arr.dtype == np.float64:
-        arr = arr.astype(np.int64)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name}: expected {what}, got {describe(arr)}")
-    return arr.astype(np.int64, copy=False)
+    x = float(value)
+    bad = math.isnan(x) or (math.isinf(x) and not allow_inf)
+    if low is not None:
+        bad = bad or x < low or (x == low and closed in ("right", "neither"))
+    if high is not None:
+        bad = bad or x > high or (x == high and closed in ("left", "neither"))
+    if bad:
+        raise ValueError(f"{name}: expected {what}, got {x!r}")
+    return x
+
+
+def check_int(value, name: str, low=None, high=None) -> int:
+    """An integer (Python or numpy, not ``bool``) in ``[low, high]`` (``None``: unbounded)."""
+    what = f"an integer{_interval(low, high, 'both')}"
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected {what}, got {describe(value)}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name}: expected {what}, got {value}")
+    return value
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """An integer ``>= minimum`` (``minimum >= 1``; see :func:`check_nonnegative_int` for counts that may be 0)."""
+    return check_int(value, name, low=minimum)
+
+
+def check_nonnegative_int(value, name: str) -> int:
+    """An integer ``>= 0`` (a count that may be zero, such as a number of steps)."""
+    return check_int(value, name, low=0)
+
+
+def check_probability(value, name: str) -> float:
+    """A probability: a real number in ``[0, 1]``."""
+    return check_real(value, name, 0.0, 1.0)
+
+
+def check_lr(lr, name: str = "lr") -> float:
+    """A learning rate: a finite real number ``> 0``."""
+    return check_real(lr, name, 0.0, None, closed="neither")
+
+
+def check_choice(value, name: str, choices) -> str:
+    """One of the strings ``choices``."""
+    choices = tuple(choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected one of {choices}, got {describe(value)}")
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
+    return value
 
 
 def check_finite(arr: np.ndarray, name: str) -> None:
+    """Refuse arrays with ``nan`` or ``inf`` entries."""
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name}: expected finite numbers, got {bad} non-finite entries (nan or inf)")
 
 
-def check_lr(lr) -> float:
-    """A learning rate: a finite real number > 0."""
-    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"lr: expected a positive real number, got {describe(lr)}")
-    lr = float(lr)
-    if not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr: expected a finite number > 0, got {lr!r}")
-    return lr
+def _check_ndim(arr: np.ndarray, name: str, ndim, what: str) -> None:
+    if ndim is None:
+        return
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if arr.ndim not in allowed:
+        want = " or ".join(str(k) for k in allowed)
+        raise ValueError(f"{name}: expected a {want}-dimensional array of {what}, got {describe(arr)}")
 
 
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer >= {minimum}, got {describe(value)}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
-    return value
+def as_float_array(value, name: str, ndim: int | tuple[int, ...] | None = None, *, finite: bool = True) -> np.ndarray:
+    """Convert to a float64 array of real numbers (not booleans), checking the number of dimensions.
+
+    Non-finite entries are refused unless ``finite=False``.
+    """
+    what = "real numbers"
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name}: expected an array of {what}, got {describe(value)}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged lists and the like
+        raise TypeError(f"{name}: expected an array of {what}, got {describe(value)}") from exc
+    if arr.dtype == object or arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{name}: expected an array of {what}, got {describe(arr)}")
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name}: expected an array of {what}, got {describe(arr)}")
+    arr = arr.astype(np.float64, copy=False)
+    _check_ndim(arr, name, ndim, what)
+    if finite:
+        check_finite(arr, name)
+    return arr
+
+
+def as_indices(value, name: str, count: int | None = None, ndim: int | tuple[int, ...] | None = None,
+               *, what: str = "batch indices") -> np.ndarray:
+    """Integer indices in ``[0, count − 1]`` (``count=None``: only ``>= 0``), as an int64 array.
+
+    Refuses strings, booleans, floats and ``None``; an empty array (as from
+    ``[]``) is accepted as empty indices. ``ndim`` restricts the number of
+    dimensions; ``what`` names the indices in messages (``"batch indices"``,
+    ``"step numbers"``).
+    """
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name}: expected integer {what}, got {describe(value)}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected integer {what}, got {describe(value)}") from exc
+    if arr.size == 0 and arr.dtype == np.float64:
+        arr = arr.astype(np.int64)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name}: expected integer {what}, got {describe(arr)}")
+    arr = arr.astype(np.int64, copy=False)
+    _check_ndim(arr, name, ndim, f"integer {what}")
+    if arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or (count is not None and hi >= count):
+            span = f"[0, {count - 1}]" if count is not None else "[0, inf)"
+            raise ValueError(f"{name}: expected {what} in {span}, got values in [{lo}, {hi}]")
+    return arr
 
 
 def check_probs(probs, m: int, name: str = "probs") -> np.ndarray:
@@ -128,3 +237,20 @@ def check_probs(probs, m: int, name: str = "probs") -> np.ndarray:
     if abs(total - 1.0) > 1e-9:
         raise ValueError(f"{name}: expected probabilities summing to 1, got sum {total!r}")
     return p / total
+
+
+def as_generator(rng, name: str = "rng") -> np.random.Generator:
+    """The ``rng`` argument as a Generator: ``None``, a seed, a SeedSequence, a BitGenerator or a Generator.
+
+    The boundary of every function that draws: sub-tasks take streams
+    spawned from the result (``Generator.spawn``), never a fixed seed.
+    """
+    what = "None, a non-negative int seed, a SeedSequence or a Generator"
+    if _is_bool(rng) or isinstance(rng, (str, bytes, float, np.floating)):
+        raise TypeError(f"{name}: expected {what}, got {describe(rng)}")
+    try:
+        return np.random.default_rng(rng)
+    except TypeError as exc:
+        raise TypeError(f"{name}: expected {what}, got {describe(rng)}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{name}: expected {what}, got {describe(rng)}") from exc

@@ -20,33 +20,22 @@ rebuilt from ``θ_0`` and all of them advance side by side, one vectorized
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
 
-from ._validation import DivergenceError, as_float_array, describe
 from ._kernels import _GROUP_MIN_CHAINS_PER_BATCH, _grouped_matmul, _sort_by_batch, _use_groups
-from .maps import AffineMaps, as_indices
+from ._validation import DivergenceError, as_float_array, as_indices, describe
+from .maps import AffineMaps, family_size
 
-__all__ = ["apply_words", "forward_iterates", "backward_iterates", "prepare_iteration"]
+__all__ = ["apply_words", "backward_iterates", "check_diverged", "forward_iterates", "iterate_and_save",
+           "prepare_iteration"]
 
 # Memory allowed for one block of the backward prefix scan (bytes).
 _SCAN_BUDGET = 1 << 24
 # Split the grouped forward pass over threads from this many chains on.
 _THREAD_MIN_CHAINS = 2048
-
-
-def _n_batches(maps) -> int:
-    if isinstance(maps, AffineMaps):
-        return maps.n_maps
-    if not callable(getattr(maps, "step", None)):
-        raise TypeError(
-            f"maps: expected AffineMaps or an object with step(theta, index), got {describe(maps)}"
-        )
-    m = getattr(maps, "n_batches", None)
-    if m is None:
-        raise TypeError("maps: a general map family needs an n_batches attribute")
-    return int(m)
 
 
 def prepare_iteration(maps, theta0, idx, save_steps=None):
@@ -55,9 +44,15 @@ def prepare_iteration(maps, theta0, idx, save_steps=None):
     Returns ``(idx, theta0, save_steps)`` with ``idx`` of shape
     ``(n_chains, n_steps)``, ``theta0`` of shape ``(n_chains, d)`` and
     ``save_steps`` a sorted int array of step numbers in ``[0, n_steps]``.
+    A 1-D ``idx`` is one chain; one ``theta0`` row is shared by all chains,
+    and one ``idx`` row by all rows of ``theta0``.
     """
-    m = _n_batches(maps)
-    idx = as_indices(idx, m)
+    m = family_size(maps)
+    idx = as_indices(idx, "idx", m, ndim=(1, 2))
+    if idx.ndim == 1:
+        idx = idx[None, :]
+    if idx.shape[0] == 0:
+        raise ValueError(f"idx: expected at least one chain, got {describe(idx)}")
     theta0 = as_float_array(theta0, "theta0", ndim=(1, 2))
     dim = getattr(maps, "dim", None)
     if dim is not None and theta0.shape[-1] != dim:
@@ -76,20 +71,41 @@ def prepare_iteration(maps, theta0, idx, save_steps=None):
     if save_steps is None:
         steps = np.arange(n + 1)
     else:
-        steps = np.asarray(save_steps)
-        if steps.dtype == bool or not np.issubdtype(steps.dtype, np.integer):
-            raise TypeError(f"save_steps: expected integer step numbers, got {describe(steps)}")
-        steps = np.atleast_1d(steps).astype(np.int64)
-        if steps.ndim != 1 or steps.size == 0:
+        steps = np.atleast_1d(as_indices(save_steps, "save_steps", n + 1, ndim=(0, 1), what="step numbers"))
+        if steps.size == 0:
             raise ValueError(f"save_steps: expected a non-empty 1-D list of steps, got {describe(steps)}")
-        if steps.min() < 0 or steps.max() > n or np.any(np.diff(steps) <= 0):
-            raise ValueError(
-                f"save_steps: expected strictly increasing steps in [0, {n}], got {steps.tolist()[:8]}"
-            )
+        if np.any(np.diff(steps) <= 0):
+            raise ValueError(f"save_steps: expected strictly increasing step numbers, got {steps.tolist()[:8]}")
     return idx, theta0, steps
 
 
-def _check_diverged(out: np.ndarray, steps: np.ndarray, order: str) -> np.ndarray:
+def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.ndarray, read=None):
+    """The saved-steps loop of every iteration engine.
+
+    Runs ``state = advance(k, state)`` for ``k = 0, …, n_steps − 1`` (step
+    ``k + 1``) and writes ``read(state)`` (default: the state itself) into
+    ``out[:, j]`` when step ``steps[j]`` is reached; step 0 is read from the
+    initial state. Overflow is left to :func:`check_diverged`. Returns the
+    final state.
+    """
+    read = (lambda s: s) if read is None else read
+    save = np.zeros(n_steps + 1, dtype=bool)
+    save[steps] = True
+    pos = 0
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        if save[0]:
+            out[:, 0] = read(state)
+            pos = 1
+        for k in range(n_steps):
+            state = advance(k, state)
+            if save[k + 1]:
+                out[:, pos] = read(state)
+                pos += 1
+    return state
+
+
+def check_diverged(out: np.ndarray, steps: np.ndarray, order: str) -> np.ndarray:
+    """Return ``out``, or raise :class:`DivergenceError` naming the first non-finite saved step."""
     finite = np.isfinite(out).all(axis=-1)
     if not finite.all():
         chain, pos = np.argwhere(~finite)[np.argsort(np.argwhere(~finite)[:, 1], kind="stable")][0]
@@ -105,39 +121,31 @@ def _affine_forward(maps: AffineMaps, theta0, idx, steps):
     C, n = idx.shape
     d, m = maps.dim, maps.n_maps
     out = np.empty((C, steps.size, d))
-    save = np.zeros(n + 1, dtype=bool)
-    save[steps] = True
-    if save[0]:
-        out[:, 0] = theta0
-    first = int(save[0])
-    with np.errstate(over="ignore", invalid="ignore"):
-        if not _use_groups(C, m):
-            theta, pos = theta0, first
-            for k in range(n):
-                i = idx[:, k]
-                theta = np.einsum("cij,cj->ci", maps.A[i], theta) + maps.b[i]
-                if save[k + 1]:
-                    out[:, pos] = theta
-                    pos += 1
-            return out
-        M = maps._row_matrices
-        workers = _forward_workers(C, m)
-        if workers == 1:
-            _grouped_forward(M, theta0, idx, save, out[:, first:])
-            return out
-        # Independent chains: contiguous slices run in threads (numpy releases the
-        # GIL), each with single-threaded BLAS; small per-batch GEMMs do not gain
-        # from BLAS threads, slices of chains do.
-        from concurrent.futures import ThreadPoolExecutor
+    if not _use_groups(C, m):
+        def advance(k, theta):
+            i = idx[:, k]
+            return np.einsum("cij,cj->ci", maps.A[i], theta) + maps.b[i]
 
-        from threadpoolctl import threadpool_limits
+        iterate_and_save(advance, theta0, n, steps, out)
+        return out
+    M = maps._row_matrices
+    workers = _forward_workers(C, m)
+    if workers == 1:
+        _grouped_forward(M, theta0, idx, steps, out)
+        return out
+    # Independent chains: contiguous slices run in threads (numpy releases the
+    # GIL), each with single-threaded BLAS; small per-batch GEMMs do not gain
+    # from BLAS threads, slices of chains do.
+    from concurrent.futures import ThreadPoolExecutor
 
-        cuts = np.linspace(0, C, workers + 1).astype(int)
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-            jobs = [pool.submit(_grouped_forward, M, theta0[a:b], idx[a:b], save, out[a:b, first:])
-                    for a, b in zip(cuts[:-1], cuts[1:])]
-            for job in jobs:
-                job.result()
+    from threadpoolctl import threadpool_limits
+
+    cuts = np.linspace(0, C, workers + 1).astype(int)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        jobs = [pool.submit(_grouped_forward, M, theta0[a:b], idx[a:b], steps, out[a:b])
+                for a, b in itertools.pairwise(cuts)]
+        for job in jobs:
+            job.result()
     return out
 
 
@@ -149,31 +157,31 @@ def _forward_workers(n_chains: int, m: int) -> int:
     return max(1, min(cores, n_chains // (_THREAD_MIN_CHAINS // 2), n_chains // (_GROUP_MIN_CHAINS_PER_BATCH * m)))
 
 
-def _grouped_forward(M, theta0, idx, save, out):
+def _grouped_forward(M, theta0, idx, steps, out):
     """Forward iterates of many chains, kept sorted by the current step's batch.
 
     Each step is one row gather plus one GEMM per batch on augmented rows
-    ``[θ, 1] @ [[A_iᵀ], [b_i]]``; ``out`` receives the saved steps ``>= 1``.
+    ``[θ, 1] @ [[A_iᵀ], [b_i]]``; ``out`` receives the saved steps.
     """
     C, n = idx.shape
     m, d = M.shape[0], M.shape[2]
     chains = np.arange(C)
-    where = chains.copy()  # where[c]: row of chain c in `state`
     state = np.ones((C, d + 1))
     state[:, :d] = theta0
+    where = chains.copy()  # where[c]: row of chain c in `state`
     gathered = np.ones((C, d + 1))
-    pos = 0
-    with np.errstate(over="ignore", invalid="ignore"):
-        for k in range(n):
-            order, bounds = _sort_by_batch(idx[:, k], m)
-            np.take(state, where[order], axis=0, out=gathered, mode="clip")
-            for i in np.flatnonzero(np.diff(bounds)):
-                s, e = bounds[i], bounds[i + 1]
-                np.matmul(gathered[s:e], M[i], out=state[s:e, :d])
-            where[order] = chains
-            if save[k + 1]:
-                out[:, pos] = np.take(state[:, :d], where, axis=0, mode="clip")
-                pos += 1
+
+    def advance(k, state):
+        order, bounds = _sort_by_batch(idx[:, k], m)
+        np.take(state, where[order], axis=0, out=gathered, mode="clip")
+        for i in np.flatnonzero(np.diff(bounds)):
+            s, e = bounds[i], bounds[i + 1]
+            np.matmul(gathered[s:e], M[i], out=state[s:e, :d])
+        where[order] = chains
+        return state
+
+    iterate_and_save(advance, state, n, steps, out,
+                     read=lambda state: np.take(state[:, :d], where, axis=0, mode="clip"))
 
 
 def _affine_backward(maps: AffineMaps, theta0, idx, steps):
@@ -182,23 +190,18 @@ def _affine_backward(maps: AffineMaps, theta0, idx, steps):
     E = maps.augmented
     x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)  # (C, d+1)
     out = np.empty((C, steps.size, d))
+    carry = np.broadcast_to(np.eye(d + 1), (C, d + 1, d + 1)).copy()
+    block = int(max(1, min(n, _SCAN_BUDGET // (8 * C * (d + 1) ** 2 * 2))))
+    if block == 1:
+        # Many chains: sequential prefix product, grouped GEMM per step.
+        iterate_and_save(lambda k, P: _grouped_matmul(P, E, idx[:, k]), carry, n, steps, out,
+                         read=lambda P: np.einsum("cij,cj->ci", P[:, :d], x0))
+        return out
     pos = 0
     if steps[0] == 0:
         out[:, 0] = theta0
         pos = 1
-    block = int(max(1, min(n, _SCAN_BUDGET // (8 * C * (d + 1) ** 2 * 2))))
-    carry = np.broadcast_to(np.eye(d + 1), (C, d + 1, d + 1)).copy()
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        if block == 1:
-            # Many chains: sequential prefix product, grouped GEMM per step.
-            save = np.zeros(n + 1, dtype=bool)
-            save[steps] = True
-            for k in range(n):
-                carry = _grouped_matmul(carry, E, idx[:, k])
-                if save[k + 1]:
-                    out[:, pos] = np.einsum("cij,cj->ci", carry[:, :d], x0)
-                    pos += 1
-            return out
         for start in range(0, n, block):
             stop = min(n, start + block)
             sel = steps[(steps > start) & (steps <= stop)]
@@ -222,20 +225,9 @@ def _recomputation_is_cheaper(d: int, n: int, steps: np.ndarray) -> bool:
 
 
 def _general_forward(maps, theta0, idx, steps):
-    C, n = idx.shape
-    out = np.empty((C, steps.size) + theta0.shape[1:])
-    save = np.zeros(n + 1, dtype=bool)
-    save[steps] = True
-    theta, pos = theta0, 0
-    if save[0]:
-        out[:, 0] = theta0
-        pos = 1
-    with np.errstate(over="ignore", invalid="ignore"):
-        for k in range(n):
-            theta = np.asarray(maps.step(theta, idx[:, k]), dtype=np.float64)
-            if save[k + 1]:
-                out[:, pos] = theta
-                pos += 1
+    out = np.empty((idx.shape[0], steps.size, *theta0.shape[1:]))
+    iterate_and_save(lambda k, theta: np.asarray(maps.step(theta, idx[:, k]), dtype=np.float64),
+                     theta0, idx.shape[1], steps, out)
     return out
 
 
@@ -278,12 +270,12 @@ def forward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     maps : AffineMaps or map family
         Affine maps use the closed form ``θ_n = A_{ξ_n} θ_{n−1} + b_{ξ_n}``,
         vectorized over chains; any object with ``step(theta, index)`` and
-        ``n_batches`` is iterated directly.
+        ``n_maps`` (such as :class:`contraction.GradientMaps`) is iterated directly.
     theta0 : array_like, shape (d,) or (n_chains, d)
         Start, shared by all chains or one per chain.
-    idx : int array, shape (n_steps,) or (n_chains, n_steps)
+    idx : array_like of int, shape (n_steps,) or (n_chains, n_steps)
         Batch sequences (see :func:`contraction.sample_batches`).
-    save_steps : int array, optional
+    save_steps : array_like of int, optional
         Strictly increasing step numbers to return (default all,
         ``0, …, n_steps``). ``[n_steps]`` keeps only the last iterate;
         ``range(0, n_steps + 1, k)`` every k-th.
@@ -318,7 +310,7 @@ def forward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
         out = _affine_forward(maps, theta0, idx, steps)
     else:
         out = _general_forward(maps, theta0, idx, steps)
-    return _check_diverged(out, steps, "forward")
+    return check_diverged(out, steps, "forward")
 
 
 def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
@@ -329,12 +321,25 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
 
     Parameters
     ----------
-    maps, theta0, idx, save_steps
-        As in :func:`forward_iterates`.
+    maps : AffineMaps or map family
+        Affine maps use the closed form below; any object with
+        ``step(theta, index)`` and ``n_maps`` is iterated by recomputation.
+    theta0 : array_like, shape (d,) or (n_chains, d)
+        Start, shared by all chains or one per chain.
+    idx : array_like of int, shape (n_steps,) or (n_chains, n_steps)
+        Batch sequences (see :func:`contraction.sample_batches`).
+    save_steps : array_like of int, optional
+        Strictly increasing step numbers to return (default all, ``0, …, n_steps``).
 
     Returns
     -------
     ndarray, shape (n_chains, len(save_steps), d)
+        Row ``j`` is ``θ̃_{save_steps[j]}``; with the default, row 0 is ``θ_0``.
+
+    Raises
+    ------
+    DivergenceError
+        If an iterate overflows (non-finite values are never returned).
 
     Notes
     -----
@@ -362,4 +367,4 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
         out = _affine_backward(maps, theta0, idx, steps)
     else:
         out = _general_backward(maps, theta0, idx, steps)
-    return _check_diverged(out, steps, "backward")
+    return check_diverged(out, steps, "backward")

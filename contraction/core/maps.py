@@ -8,22 +8,90 @@ acts first. Forward SGD over the batch sequence ``ξ_1, …, ξ_n`` is the word
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from ._kernels import _grouped_matmul, _use_groups
-from ._validation import as_float_array, as_int_array, check_lr, check_positive_int, check_probs, describe
+from ._validation import as_float_array, as_indices, check_lr, check_positive_int, check_probs, describe
 
-__all__ = ["AffineMaps", "GradientMaps", "compose_affine", "as_indices"]
+__all__ = [
+    "AffineMap",
+    "AffineMaps",
+    "GradientMaps",
+    "check_affine_maps",
+    "check_gradient_family",
+    "compose_affine",
+    "family_size",
+]
 
 
-def compose_affine(A, b, A2, b2):
+@dataclass(frozen=True, eq=False)
+class AffineMap:
+    r"""One affine map ``θ ↦ A θ + b``, or a batch of them (shapes ``(..., d, d)`` and ``(..., d)``).
+
+    Returned by :func:`compose_affine`, :meth:`AffineMaps.word` and
+    :meth:`AffineMaps.mean_map`. It unpacks as ``A, b = result``.
+
+    Attributes
+    ----------
+    A : ndarray, shape (..., d, d)
+        Linear parts.
+    b : ndarray, shape (..., d)
+        Offsets.
+    """
+
+    A: np.ndarray
+    b: np.ndarray
+
+    def __iter__(self):
+        """Unpack as ``A, b``."""
+        return iter((self.A, self.b))
+
+    def apply(self, theta) -> np.ndarray:
+        """Apply the map (or each map of the batch) to ``theta``.
+
+        Parameters
+        ----------
+        theta : array_like, shape (..., d)
+            Points; leading axes broadcast with those of the batch.
+
+        Returns
+        -------
+        ndarray, shape (..., d)
+            ``A θ + b``.
+        """
+        theta = as_float_array(theta, "theta")
+        return np.einsum("...ij,...j->...i", self.A, theta) + self.b
+
+
+def _compose(A, b, A2, b2):
+    return A @ A2, np.einsum("...ij,...j->...i", A, b2) + b
+
+
+def compose_affine(A, b, A2, b2) -> AffineMap:
     """Compose affine maps: ``(A, b) ∘ (A2, b2) = (A A2, A b2 + b)``.
 
-    Broadcasts over leading axes (core-plus-batch shapes ``(..., d, d)`` and
-    ``(..., d)``); the right-hand map acts first.
+    The right-hand map acts first. Broadcasts over leading axes
+    (core-plus-batch shapes ``(..., d, d)`` and ``(..., d)``).
+
+    Parameters
+    ----------
+    A : array_like, shape (..., d, d)
+        Linear part of the map applied second.
+    b : array_like, shape (..., d)
+        Offset of the map applied second.
+    A2 : array_like, shape (..., d, d)
+        Linear part of the map applied first.
+    b2 : array_like, shape (..., d)
+        Offset of the map applied first.
+
+    Returns
+    -------
+    AffineMap
+        The composition, ``A = A A2`` and ``b = A b2 + b``.
 
     Examples
     --------
@@ -34,27 +102,23 @@ def compose_affine(A, b, A2, b2):
     >>> bool(np.allclose(C @ x + c, A @ (A2 @ x + b2) + b))
     True
     """
-    return A @ A2, np.einsum("...ij,...j->...i", A, b2) + b
-
-
-def as_indices(idx, n_batches: int, name: str = "idx") -> np.ndarray:
-    """Validate batch indices; return an int64 array of shape ``(n_chains, n_steps)``.
-
-    A 1-D sequence is one chain.
-    """
-    arr = as_int_array(idx, name, "integer batch indices")
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise ValueError(f"{name}: expected shape (n_steps,) or (n_chains, n_steps), got {describe(arr)}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name}: expected at least one chain, got {describe(arr)}")
-    if arr.size and (arr.min() < 0 or arr.max() >= n_batches):
-        raise ValueError(
-            f"{name}: expected indices in [0, {n_batches - 1}], got values in "
-            f"[{arr.min()}, {arr.max()}]"
-        )
-    return arr
+    A = as_float_array(A, "A")
+    b = as_float_array(b, "b")
+    A2 = as_float_array(A2, "A2")
+    b2 = as_float_array(b2, "b2")
+    for name, mat in (("A", A), ("A2", A2)):
+        if mat.ndim < 2 or mat.shape[-1] != mat.shape[-2]:
+            raise ValueError(f"{name}: expected square matrices of shape (..., d, d), got {describe(mat)}")
+    d = A.shape[-1]
+    if A2.shape[-1] != d:
+        raise ValueError(f"A2: expected matrices of shape (..., {d}, {d}) like A, got {describe(A2)}")
+    for name, vec in (("b", b), ("b2", b2)):
+        if vec.ndim < 1 or vec.shape[-1] != d:
+            raise ValueError(f"{name}: expected vectors of shape (..., {d}), got {describe(vec)}")
+    try:
+        return AffineMap(*_compose(A, b, A2, b2))
+    except ValueError as exc:
+        raise ValueError(f"A2: expected leading axes that broadcast with those of A, got {describe(A2)}") from exc
 
 
 def _readonly(arr: np.ndarray) -> np.ndarray:
@@ -118,7 +182,8 @@ class AffineMaps:
 
     @property
     def n_batches(self) -> int:
-        """Alias of :attr:`n_maps` (one map per batch)."""
+        """Deprecated alias of :attr:`n_maps`."""
+        warnings.warn("AffineMaps.n_batches is deprecated; use n_maps", DeprecationWarning, stacklevel=2)
         return self.A.shape[0]
 
     @property
@@ -152,24 +217,43 @@ class AffineMaps:
         Parameters
         ----------
         theta : array_like, shape (..., d)
-        index : int or int array broadcastable to ``theta.shape[:-1]``
+            Points.
+        index : int or array_like of int
+            Map indices, broadcastable to ``theta.shape[:-1]``.
 
         Returns
         -------
         ndarray, shape (..., d)
+            ``A_index θ + b_index``.
         """
         theta = as_float_array(theta, "theta")
         if theta.ndim == 0 or theta.shape[-1] != self.dim:
             raise ValueError(f"theta: expected shape (..., {self.dim}), got {describe(theta)}")
-        index = np.asarray(index)
-        if index.dtype == bool or not np.issubdtype(index.dtype, np.integer):
-            raise TypeError(f"index: expected integer batch indices, got {describe(index)}")
-        if index.size and (index.min() < 0 or index.max() >= self.n_maps):
-            raise ValueError(f"index: expected values in [0, {self.n_maps - 1}], got {describe(index)}")
+        index = as_indices(index, "index", self.n_maps)
+        try:
+            np.broadcast_shapes(index.shape, theta.shape[:-1])
+        except ValueError as exc:
+            raise ValueError(
+                f"index: expected a shape that broadcasts with {theta.shape[:-1]} (theta's leading axes), "
+                f"got {describe(index)}"
+            ) from exc
         return self.step(theta, index)
 
     def step(self, theta: np.ndarray, index) -> np.ndarray:
-        """Unchecked :meth:`apply` for the iteration engines."""
+        """Unchecked :meth:`apply` for the iteration engines.
+
+        Parameters
+        ----------
+        theta : ndarray, shape (..., d)
+            Points (float64, not validated).
+        index : int or ndarray of int
+            Map indices (not validated).
+
+        Returns
+        -------
+        ndarray, shape (..., d)
+            ``A_index θ + b_index``.
+        """
         index = np.asarray(index)
         if theta.ndim == 2 and index.shape == theta.shape[:1] and _use_groups(len(theta), self.n_maps):
             X = np.concatenate([theta, np.ones((len(theta), 1))], axis=1)[:, None, :]
@@ -178,12 +262,22 @@ class AffineMaps:
         return np.einsum("...ij,...j->...i", A, theta) + self.b[index]
 
     # --- composition ------------------------------------------------------------
-    def compose(self, other: "AffineMaps") -> "AffineMaps":
+    def compose(self, other: AffineMaps) -> AffineMaps:
         """The family ``{T_i ∘ S_j}`` of all compositions, ``S_j`` acting first.
 
         Map ``i * other.n_maps + j`` is ``T_i ∘ S_j`` with probability
         ``p_i q_j``: the law of the two-step map when ``S`` is applied first
         and ``T`` second, with independent choices.
+
+        Parameters
+        ----------
+        other : AffineMaps
+            The family ``S`` applied first, on the same space.
+
+        Returns
+        -------
+        AffineMaps
+            ``n_maps * other.n_maps`` maps.
 
         Examples
         --------
@@ -195,19 +289,27 @@ class AffineMaps:
         >>> bool(np.allclose(TS.apply(x, 1 * 3 + 2), T.apply(S.apply(x, 2), 1)))
         True
         """
-        if not isinstance(other, AffineMaps):
-            raise TypeError(f"other: expected AffineMaps, got {describe(other)}")
+        other = check_affine_maps(other, "other")
         if other.dim != self.dim:
             raise ValueError(f"other: expected maps on R^{self.dim}, got maps on R^{other.dim}")
-        A, b = compose_affine(self.A[:, None], self.b[:, None], other.A[None, :], other.b[None, :])
+        A, b = _compose(self.A[:, None], self.b[:, None], other.A[None, :], other.b[None, :])
         p = np.outer(self.probs, other.probs).ravel()
         return AffineMaps(A.reshape(-1, self.dim, self.dim), b.reshape(-1, self.dim), p / p.sum())
 
-    def word(self, word) -> tuple[np.ndarray, np.ndarray]:
-        """The affine map ``T_{w_1} ∘ … ∘ T_{w_k}`` of a word, as ``(A, b)``.
+    def word(self, word) -> AffineMap:
+        """The affine map ``T_{w_1} ∘ … ∘ T_{w_k}`` of a word.
 
-        ``word`` is a sequence of indices, shape ``(k,)`` or ``(..., k)``; the
-        last letter acts first. The empty word is the identity.
+        Parameters
+        ----------
+        word : array_like of int, shape (k,) or (..., k)
+            Map indices; the last letter acts first. The empty word (``k = 0``)
+            is the identity.
+
+        Returns
+        -------
+        AffineMap
+            ``A`` of shape ``(..., d, d)`` and ``b`` of shape ``(..., d)``;
+            unpacks as ``A, b``.
 
         Examples
         --------
@@ -217,32 +319,48 @@ class AffineMaps:
         >>> A, b = maps.word([0, 2, 1]); x = rng.normal(size=2)
         >>> bool(np.allclose(A @ x + b, maps.apply(maps.apply(maps.apply(x, 1), 2), 0)))
         True
+        >>> bool(np.array_equal(maps.word([]).A, np.eye(2)))
+        True
         """
-        w = np.asarray(word)
+        w = as_indices(word, "word", self.n_maps)
         if w.ndim == 0:
             w = w[None]
-        w = as_indices(w.reshape(-1, w.shape[-1]), self.n_maps, name="word")
-        lead = np.asarray(word).shape[:-1] if np.ndim(word) else ()
+        lead, k = w.shape[:-1], w.shape[-1]
+        w = w.reshape(int(np.prod(lead, dtype=np.int64)), k)
         d = self.dim
         A = np.broadcast_to(np.eye(d), (w.shape[0], d, d)).copy()
         b = np.zeros((w.shape[0], d))
-        for k in range(w.shape[1] - 1, -1, -1):  # last letter first
-            A, b = compose_affine(self.A[w[:, k]], self.b[w[:, k]], A, b)
-        return A.reshape(lead + (d, d)), b.reshape(lead + (d,))
+        for j in range(k - 1, -1, -1):  # last letter first
+            A, b = _compose(self.A[w[:, j]], self.b[w[:, j]], A, b)
+        return AffineMap(A.reshape((*lead, d, d)), b.reshape((*lead, d)))
 
     def fixed_points(self) -> np.ndarray:
-        """Fixed point of each map, ``(I − A_i)^{-1} b_i``, shape ``(m, d)``.
+        """Fixed point of each map, ``(I − A_i)^{-1} b_i``.
 
-        Raises ``ValueError`` when some ``I − A_i`` is singular.
+        Returns
+        -------
+        ndarray, shape (m, d)
+            Row ``i`` is the fixed point of ``T_i``.
+
+        Raises
+        ------
+        ValueError
+            When some ``I − A_i`` is singular.
         """
         M = np.eye(self.dim) - self.A
         if np.any(np.linalg.matrix_rank(M) < self.dim):
             raise ValueError("maps: some map has no unique fixed point (I - A_i is singular)")
         return np.linalg.solve(M, self.b[..., None])[..., 0]
 
-    def mean_map(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(Ā, b̄) = (Σ p_i A_i, Σ p_i b_i)``."""
-        return np.tensordot(self.probs, self.A, axes=1), self.probs @ self.b
+    def mean_map(self) -> AffineMap:
+        """The mean map ``(Ā, b̄) = (Σ p_i A_i, Σ p_i b_i)``.
+
+        Returns
+        -------
+        AffineMap
+            ``A = Ā`` of shape ``(d, d)`` and ``b = b̄`` of shape ``(d,)``; unpacks as ``A, b``.
+        """
+        return AffineMap(np.tensordot(self.probs, self.A, axes=1), self.probs @ self.b)
 
     def __repr__(self) -> str:
         return f"AffineMaps(n_maps={self.n_maps}, dim={self.dim})"
@@ -259,24 +377,45 @@ class GradientMaps:
         shape ``(k,)``; must be vectorized over the stack.
     lr : float
         Learning rate ``h > 0``.
-    n_batches : int
-        Number of batches ``m``.
+    n_maps : int
+        Number of maps ``m`` (one per batch).
     probs : array_like, shape (m,), optional
         Batch sampling probabilities.
     hvp : callable, optional
         ``hvp(theta, v, index)``: Hessian-vector products ``∇²f_index(θ) v`` on
         stacks; needed only by the bracket-corrected iteration.
+    dim : int, optional
+        Dimension ``d`` of ``θ``; when given, the iteration functions check
+        starts against it.
+    n_batches : int, optional
+        Deprecated keyword for ``n_maps``.
+
+    Attributes
+    ----------
+    n_maps : int
+        Number of maps ``m``; ``n_batches`` holds the same number.
+    lr : float
+        The learning rate.
+    probs : ndarray, shape (m,)
+        Sampling probabilities.
+    dim : int or None
+        Dimension ``d`` of ``θ``, when known.
 
     Examples
     --------
     >>> import numpy as np
     >>> grad = lambda th, i: np.sinh(th - np.where(i == 0, 1.0, -1.0)[:, None])
-    >>> maps = GradientMaps(grad, lr=0.1, n_batches=2)
+    >>> maps = GradientMaps(grad, lr=0.1, n_maps=2)
     >>> bool(np.allclose(maps.step(np.array([[1.0]]), np.array([0])), [[1.0]]))
     True
     """
 
-    def __init__(self, gradient, lr, n_batches, probs=None, hvp=None):
+    def __init__(self, gradient, lr, n_maps=None, probs=None, hvp=None, *, dim=None, n_batches=None):
+        if n_batches is not None:
+            warnings.warn("GradientMaps(n_batches=...) is deprecated; use n_maps", DeprecationWarning, stacklevel=2)
+            if n_maps is not None:
+                raise TypeError("n_batches: pass n_maps only (n_batches is its deprecated name)")
+            n_maps = n_batches
         if not callable(gradient):
             raise TypeError(f"gradient: expected a callable gradient(theta, index), got {describe(gradient)}")
         if hvp is not None and not callable(hvp):
@@ -284,12 +423,67 @@ class GradientMaps:
         self.gradient = gradient
         self.hvp = hvp
         self.lr = check_lr(lr)
-        self.n_batches = check_positive_int(n_batches, "n_batches")
-        self.probs = check_probs(probs, self.n_batches)
+        self.n_maps = check_positive_int(n_maps, "n_maps")
+        self.n_batches = self.n_maps
+        self.probs = check_probs(probs, self.n_maps)
+        self.dim = None if dim is None else check_positive_int(dim, "dim")
 
     def step(self, theta: np.ndarray, index) -> np.ndarray:
-        """Apply ``T_index`` to a stack ``theta`` of shape (k, d)."""
+        """Apply ``T_index`` to a stack of points.
+
+        Parameters
+        ----------
+        theta : ndarray, shape (k, d)
+            Points.
+        index : ndarray of int, shape (k,)
+            Map of each point.
+
+        Returns
+        -------
+        ndarray, shape (k, d)
+            ``θ − h ∇f_index(θ)``.
+        """
         return theta - self.lr * np.asarray(self.gradient(theta, index), dtype=np.float64)
 
     def __repr__(self) -> str:
-        return f"GradientMaps(n_batches={self.n_batches}, lr={self.lr})"
+        return f"GradientMaps(n_maps={self.n_maps}, lr={self.lr})"
+
+
+def check_affine_maps(maps, name: str = "maps") -> AffineMaps:
+    """Refuse anything but :class:`AffineMaps` (the theory functions need the matrices)."""
+    if not isinstance(maps, AffineMaps):
+        raise TypeError(f"{name}: expected AffineMaps (e.g. model.sgd_maps(lr)), got {describe(maps)}")
+    return maps
+
+
+def family_size(maps, name: str = "maps") -> int:
+    """Number of maps of a map family: ``AffineMaps`` or any object with ``step(theta, index)``.
+
+    A general family states its size as ``n_maps`` (``n_batches`` is read
+    when ``n_maps`` is absent).
+    """
+    if isinstance(maps, AffineMaps):
+        return maps.n_maps
+    if not callable(getattr(maps, "step", None)):
+        raise TypeError(f"{name}: expected AffineMaps or an object with step(theta, index), got {describe(maps)}")
+    m = getattr(maps, "n_maps", None)
+    if m is None:
+        m = getattr(maps, "n_batches", None)
+    if m is None:
+        raise TypeError(f"{name}: a general map family needs an n_maps attribute, got {describe(maps)} without one")
+    return check_positive_int(m, f"{name}.n_maps")
+
+
+def check_gradient_family(maps, name: str = "maps") -> float:
+    """Check a family with ``lr``, ``gradient`` and ``hvp`` (as the bracket correction needs); return ``lr``."""
+    for attr in ("gradient", "hvp"):
+        if not callable(getattr(maps, attr, None)):
+            raise TypeError(
+                f"{name}: expected a map family with lr, gradient and hvp (e.g. model.gradient_maps(lr)), "
+                f"got {describe(maps)} whose .{attr} is not callable"
+            )
+    lr = getattr(maps, "lr", None)
+    try:
+        return check_lr(lr, f"{name}.lr")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected a positive learning rate .lr, got {describe(lr)}") from exc

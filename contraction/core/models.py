@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_float_array, check_lr, check_positive_int, check_probs, describe
+from ._validation import as_float_array, as_indices, check_lr, check_positive_int, check_probs, describe
 from .maps import AffineMaps, GradientMaps
 
-__all__ = ["QuadraticModel", "LinearRegressionModel"]
+__all__ = ["LinearRegressionModel", "QuadraticModel"]
 
 
 def _check_psd(H: np.ndarray, name: str) -> None:
@@ -65,37 +65,106 @@ class _AffineGradientModel:
             raise ValueError(f"theta: expected shape (..., {self.dim}), got {describe(theta)}")
         return theta
 
+    def _index(self, index) -> np.ndarray:
+        return as_indices(index, "index", self.n_batches)
+
     def gradient(self, theta, index) -> np.ndarray:
-        """``∇f_index(θ)``, shape (..., d); ``index`` broadcasts with ``theta``'s leading axes."""
+        """Batch gradients ``∇f_index(θ) = H_index θ − r_index``.
+
+        Parameters
+        ----------
+        theta : array_like, shape (..., d)
+            Points.
+        index : int or array_like of int
+            Batches, broadcasting with ``theta``'s leading axes.
+
+        Returns
+        -------
+        ndarray, shape (..., d)
+            The gradients.
+        """
         theta = self._theta(theta)
+        index = self._index(index)
         return np.einsum("...ij,...j->...i", self._H[index], theta) - self._r[index]
 
     def batch_loss(self, theta, index) -> np.ndarray:
-        """``f_index(θ)``, shape (...)."""
+        """Batch losses ``f_index(θ)``.
+
+        Parameters
+        ----------
+        theta : array_like, shape (..., d)
+            Points.
+        index : int or array_like of int
+            Batches, broadcasting with ``theta``'s leading axes.
+
+        Returns
+        -------
+        ndarray, shape (...)
+            The losses.
+        """
         theta = self._theta(theta)
+        index = self._index(index)
         Ht = np.einsum("...ij,...j->...i", self._H[index], theta)
         return 0.5 * np.sum(theta * Ht, -1) - np.sum(self._r[index] * theta, -1) + self._k[index]
 
     def loss(self, theta) -> np.ndarray:
-        """Training loss ``L(θ) = Σ p_i f_i(θ)``, shape (...)."""
+        """Training loss ``L(θ) = Σ p_i f_i(θ)``.
+
+        Parameters
+        ----------
+        theta : array_like, shape (..., d)
+            Points.
+
+        Returns
+        -------
+        ndarray, shape (...)
+            ``L(θ)``.
+        """
         theta = self._theta(theta)
         idx = np.arange(self.n_batches)
         per = self.batch_loss(theta[..., None, :], idx)
         return per @ self.probs
 
     def full_gradient(self, theta) -> np.ndarray:
-        """``∇L(θ) = Σ p_i ∇f_i(θ)``."""
+        """Full gradient ``∇L(θ) = Σ p_i ∇f_i(θ)``.
+
+        Parameters
+        ----------
+        theta : array_like, shape (..., d)
+            Points.
+
+        Returns
+        -------
+        ndarray, shape (..., d)
+            ``∇L(θ)``.
+        """
         theta = self._theta(theta)
         H = np.tensordot(self.probs, self._H, axes=1)
         return theta @ H.T - self.probs @ self._r
 
     def minimizer(self) -> np.ndarray:
-        """A minimiser of ``L`` (least-norm when the mean Hessian is singular)."""
+        """A minimiser of ``L`` (least-norm when the mean Hessian is singular).
+
+        Returns
+        -------
+        ndarray, shape (d,)
+            ``θ*`` with ``∇L(θ*) = 0``.
+        """
         H = np.tensordot(self.probs, self._H, axes=1)
         return np.linalg.lstsq(H, self.probs @ self._r, rcond=None)[0]
 
     def sgd_maps(self, lr) -> AffineMaps:
         """The SGD maps ``T_i(θ) = θ − lr ∇f_i(θ) = (I − lr H_i) θ + lr r_i``.
+
+        Parameters
+        ----------
+        lr : float
+            Learning rate ``h > 0``.
+
+        Returns
+        -------
+        AffineMaps
+            One map per batch, with the batch probabilities.
 
         Examples
         --------
@@ -110,9 +179,23 @@ class _AffineGradientModel:
         A = np.eye(self.dim) - h * self._H
         return AffineMaps(A, h * self._r, self.probs)
 
-
     def hvp(self, theta, v, index) -> np.ndarray:
-        """Hessian-vector products ``∇²f_index v = H_index v`` (constant Hessians)."""
+        """Hessian-vector products ``∇²f_index(θ) v = H_index v`` (constant Hessians).
+
+        Parameters
+        ----------
+        theta : array_like, shape (..., d)
+            Points (unused: the Hessians are constant).
+        v : array_like, shape (..., d)
+            Vectors.
+        index : int or array_like of int
+            Batches, broadcasting with ``v``'s leading axes.
+
+        Returns
+        -------
+        ndarray, shape (..., d)
+            ``H_index v``.
+        """
         return np.einsum("...ij,...j->...i", self._H[index], np.asarray(v, dtype=np.float64))
 
     def gradient_maps(self, lr) -> GradientMaps:
@@ -120,8 +203,23 @@ class _AffineGradientModel:
 
         Iterating it gives the same iterates as :meth:`sgd_maps`, through the
         general (non-affine) code paths; used to cross-check them.
+
+        Parameters
+        ----------
+        lr : float
+            Learning rate ``h > 0``.
+
+        Returns
+        -------
+        GradientMaps
+            With ``hvp`` and ``dim``.
         """
-        return GradientMaps(self.gradient, lr, self.n_batches, self.probs, hvp=self.hvp)
+        return GradientMaps(self._stack_gradient, lr, self.n_batches, self.probs, hvp=self.hvp, dim=self.dim)
+
+    def _stack_gradient(self, theta, index) -> np.ndarray:
+        """:meth:`gradient` without the checks, for the iteration engines (non-finite rows pass through)."""
+        theta = np.asarray(theta, dtype=np.float64)
+        return np.einsum("...ij,...j->...i", self._H[index], theta) - self._r[index]
 
 
 class QuadraticModel(_AffineGradientModel):
@@ -178,8 +276,11 @@ class LinearRegressionModel(_AffineGradientModel):
     Parameters
     ----------
     X : array_like, shape (n, d)
+        Features, one row per example.
     y : array_like, shape (n,)
+        Targets.
     batch_size : int, default 1
+        Rows per batch; must divide ``n``.
     probs : array_like, shape (n // batch_size,), optional
         Batch sampling probabilities (uniform when omitted).
 

@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_positive_int, check_probs, describe
+from ._validation import as_generator, check_choice, check_nonnegative_int, check_positive_int, check_probs
 
-__all__ = ["sample_batches", "chain_generators"]
+__all__ = ["chain_generators", "draw_batches", "sample_batches"]
 
 SCHEMES = ("iid", "reshuffle")
 
 
-def chain_generators(n_chains: int, rng=None) -> list[np.random.Generator]:
+def chain_generators(n_chains, rng=None) -> list[np.random.Generator]:
     """Independent generators, one per chain, spawned from ``rng``.
 
-    ``rng`` is anything :func:`numpy.random.default_rng` accepts. Generator
-    ``i`` depends only on the seed and ``i``.
+    Generator ``i`` is the ``i``-th stream spawned from ``rng``
+    (``Generator.spawn``), so it depends only on the seed and ``i``.
+
+    Parameters
+    ----------
+    n_chains : int
+        Number of generators, ``>= 1``.
+    rng : None, int, SeedSequence or Generator, optional
+        Anything :func:`numpy.random.default_rng` accepts. A Generator is
+        spawned from (its state is not advanced, its spawn counter is).
+
+    Returns
+    -------
+    list of numpy.random.Generator
+        ``n_chains`` independent generators.
 
     Examples
     --------
@@ -30,18 +43,28 @@ def chain_generators(n_chains: int, rng=None) -> list[np.random.Generator]:
     True
     """
     n_chains = check_positive_int(n_chains, "n_chains")
-    if isinstance(rng, np.random.Generator):
-        return rng.spawn(n_chains)
-    if isinstance(rng, np.random.SeedSequence):
-        seq = rng
+    return as_generator(rng).spawn(n_chains)
+
+
+def draw_batches(gens, n_batches: int, n_steps: int, scheme: str = "iid", probs=None) -> np.ndarray:
+    """Batch sequences of ``len(gens)`` chains, chain ``c`` drawn from ``gens[c]`` (arguments already valid).
+
+    One vectorized draw per chain (each chain owns its stream); no loop over steps.
+    """
+    m = n_batches
+    out = np.empty((len(gens), n_steps), dtype=np.int64)
+    if n_steps == 0:
+        return out
+    if scheme == "iid":
+        p = check_probs(probs, m)
+        for c, g in enumerate(gens):
+            out[c] = g.choice(m, size=n_steps, p=p)
     else:
-        try:
-            seq = np.random.SeedSequence(rng)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"rng: expected None, an int seed, a SeedSequence or a Generator, got {describe(rng)}"
-            ) from exc
-    return [np.random.default_rng(s) for s in seq.spawn(n_chains)]
+        n_epochs = -(-n_steps // m)
+        base = np.tile(np.arange(m), (n_epochs, 1))
+        for c, g in enumerate(gens):
+            out[c] = g.permuted(base, axis=1).ravel()[:n_steps]
+    return out
 
 
 def sample_batches(n_batches, n_steps, n_chains=1, scheme="iid", probs=None, rng=None) -> np.ndarray:
@@ -54,6 +77,7 @@ def sample_batches(n_batches, n_steps, n_chains=1, scheme="iid", probs=None, rng
     n_steps : int
         Length ``n`` of each sequence (0 allowed).
     n_chains : int, default 1
+        Number of independent chains.
     scheme : {"iid", "reshuffle"}
         ``"iid"``: independent draws with probabilities ``probs``.
         ``"reshuffle"``: each epoch of ``m`` steps is a fresh uniform
@@ -62,12 +86,14 @@ def sample_batches(n_batches, n_steps, n_chains=1, scheme="iid", probs=None, rng
         iteration functions.
     probs : array_like, shape (m,), optional
         Only for ``"iid"``; uniform when omitted.
-    rng : None, int, SeedSequence or Generator
-        Seed. Chain ``i`` is the same whatever ``n_chains`` is.
+    rng : None, int, SeedSequence or Generator, optional
+        Source of randomness; chain ``i`` draws from the ``i``-th stream
+        spawned from it, so it is the same whatever ``n_chains`` is.
 
     Returns
     -------
     ndarray of int64, shape (n_chains, n_steps)
+        Row ``c`` is the batch sequence of chain ``c``.
 
     Examples
     --------
@@ -81,24 +107,10 @@ def sample_batches(n_batches, n_steps, n_chains=1, scheme="iid", probs=None, rng
     True
     """
     m = check_positive_int(n_batches, "n_batches")
-    n = check_positive_int(n_steps, "n_steps", minimum=0)
+    n = check_nonnegative_int(n_steps, "n_steps")
     n_chains = check_positive_int(n_chains, "n_chains")
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme: expected one of {SCHEMES}, got {scheme!r}")
+    scheme = check_choice(scheme, "scheme", SCHEMES)
     if scheme == "reshuffle" and probs is not None:
         raise ValueError("probs: random reshuffling uses every batch once per epoch; got probs")
-    p = check_probs(probs, m)
-    gens = chain_generators(n_chains, rng)
-    out = np.empty((n_chains, n), dtype=np.int64)
-    if n == 0:
-        return out
-    # One vectorized draw per chain (each chain owns its stream); no loop over steps.
-    if scheme == "iid":
-        for c, g in enumerate(gens):
-            out[c] = g.choice(m, size=n, p=p)
-    else:
-        n_epochs = -(-n // m)
-        base = np.tile(np.arange(m), (n_epochs, 1))
-        for c, g in enumerate(gens):
-            out[c] = g.permuted(base, axis=1).ravel()[:n]
-    return out
+    check_probs(probs, m)
+    return draw_batches(chain_generators(n_chains, rng), m, n, scheme, probs)

@@ -19,31 +19,45 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse.linalg
 
-from ..core._validation import check_positive_int, describe
 from ..core._kernels import _grouped_matmul
-from ..core.maps import AffineMaps
+from ..core._validation import (
+    as_generator,
+    check_nonnegative_int,
+    check_positive_int,
+    check_real,
+    describe,
+)
+from ..core.maps import check_affine_maps
 from ..core.sampling import sample_batches
 
 __all__ = [
+    "LyapunovBounds",
     "LyapunovResult",
     "StableLearningRates",
     "contraction_constant",
+    "lyapunov_bounds",
     "lyapunov_exponent",
     "max_stable_lr",
+    "mean_square_matrix",
     "mean_square_operator",
     "mean_square_radius",
+    "spectral_radius",
     "tail_index",
 ]
 
 
-def _check_maps(maps) -> AffineMaps:
-    if not isinstance(maps, AffineMaps):
-        raise TypeError(f"maps: expected AffineMaps (e.g. model.sgd_maps(lr)), got {describe(maps)}")
-    return maps
-
-
 def contraction_constant(maps) -> float:
     r"""Largest operator norm ``c = max_i ‖A_i‖₂`` (the Lipschitz constant of the family).
+
+    Parameters
+    ----------
+    maps : AffineMaps
+        The family ``T_i(θ) = A_i θ + b_i``.
+
+    Returns
+    -------
+    float
+        ``c``; every map is a strict contraction when ``c < 1``.
 
     Examples
     --------
@@ -52,7 +66,7 @@ def contraction_constant(maps) -> float:
     >>> bool(abs(ct.contraction_constant(maps) - 0.75) < 1e-12)   # max(|1-h|, |1-3h|)
     True
     """
-    maps = _check_maps(maps)
+    maps = check_affine_maps(maps)
     return float(np.linalg.norm(maps.A, 2, axis=(1, 2)).max())
 
 
@@ -66,9 +80,12 @@ class LyapunovResult:
         ``γ`` (exact for one-dimensional maps, where ``γ = Σ p_i log|a_i|``).
     stderr : float
         Standard error across independent chains (0 when exact).
-    n_steps, n_chains : int
-        Size of the Monte Carlo estimate (0 when exact).
+    n_steps : int
+        Steps per chain of the Monte Carlo estimate (0 when exact).
+    n_chains : int
+        Number of chains of the Monte Carlo estimate (0 when exact).
     exact : bool
+        Whether ``exponent`` is exact (one-dimensional maps).
     """
 
     exponent: float
@@ -87,6 +104,25 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
     ``burn_in`` steps, and the standard error is their spread over
     ``sqrt(n_chains)``.
 
+    Parameters
+    ----------
+    maps : AffineMaps
+        The family; only the linear parts ``A_i`` and ``probs`` matter.
+    rng : None, int, SeedSequence or Generator, optional
+        Source of the batch sequences (spawned streams, one per chain) and of
+        the start vectors. Unused for one-dimensional maps.
+    n_steps : int, default 2000
+        Steps per chain after the burn-in.
+    n_chains : int, default 64
+        Independent chains, ``>= 2``.
+    burn_in : int, default 50
+        Steps discarded at the start of each chain, ``>= 0``.
+
+    Returns
+    -------
+    LyapunovResult
+        The estimate, its standard error and whether it is exact.
+
     Examples
     --------
     >>> import numpy as np
@@ -96,7 +132,11 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
     >>> res.exact and bool(np.isclose(res.exponent, 0.75 * np.log(0.5) + 0.25 * np.log(2.0)))
     True
     """
-    maps = _check_maps(maps)
+    maps = check_affine_maps(maps)
+    gen = as_generator(rng)
+    n_steps = check_positive_int(n_steps, "n_steps")
+    n_chains = check_positive_int(n_chains, "n_chains", minimum=2)
+    burn_in = check_nonnegative_int(burn_in, "burn_in")
     if maps.dim == 1:
         a = np.abs(maps.A[:, 0, 0])
         with np.errstate(divide="ignore"):
@@ -104,10 +144,6 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
         pos = maps.probs > 0
         gamma = float(np.sum(maps.probs[pos] * logs[pos]))
         return LyapunovResult(gamma, 0.0, 0, 0, True)
-    n_steps = check_positive_int(n_steps, "n_steps")
-    n_chains = check_positive_int(n_chains, "n_chains", minimum=2)
-    burn_in = check_positive_int(burn_in, "burn_in", minimum=0)
-    gen = np.random.default_rng(rng)
     # the batch sequences come from spawned children, the start vectors from gen's own stream
     idx = sample_batches(maps.n_maps, burn_in + n_steps, n_chains, probs=maps.probs, rng=gen)
     v = gen.normal(size=(n_chains, 1, maps.dim))
@@ -129,13 +165,43 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
     )
 
 
+@dataclass(frozen=True)
+class LyapunovBounds:
+    """Deterministic bounds ``lower <= γ <= upper`` on the top Lyapunov exponent.
+
+    Attributes
+    ----------
+    lower : float
+        ``E log|det A_ξ| / d`` (the mean of all Lyapunov exponents).
+    upper : float
+        ``E log‖A_ξ‖₂`` (subadditivity of ``log‖·‖``).
+    """
+
+    lower: float
+    upper: float
+
+
+def lyapunov_bounds(maps) -> LyapunovBounds:
+    r"""Bounds on ``γ`` that need no sampling: ``E log|det A| / d <= γ <= E log‖A‖₂``.
+
+    Both are equal to ``γ`` for one-dimensional maps.
+    """
+    maps = check_affine_maps(maps)
+    keep = maps.probs > 0
+    p, A = maps.probs[keep], maps.A[keep]
+    with np.errstate(divide="ignore"):
+        upper = float(p @ np.log(np.linalg.norm(A, 2, axis=(1, 2))))
+        lower = float(p @ np.linalg.slogdet(A)[1]) / maps.dim
+    return LyapunovBounds(lower, upper)
+
+
 def mean_square_operator(maps) -> scipy.sparse.linalg.LinearOperator:
     r"""The operator ``S ↦ Σ p_i A_i S A_iᵀ`` on ``d × d`` matrices (flattened row-major).
 
     In row-major vectorisation it is the matrix ``Σ p_i A_i ⊗ A_i``; each
     product costs ``O(m d³)`` instead of ``O(d⁴)``.
     """
-    maps = _check_maps(maps)
+    maps = check_affine_maps(maps)
     d = maps.dim
     A, p = maps.A, maps.probs
 
@@ -146,12 +212,36 @@ def mean_square_operator(maps) -> scipy.sparse.linalg.LinearOperator:
     return scipy.sparse.linalg.LinearOperator((d * d, d * d), matvec=matvec, dtype=np.float64)
 
 
+def mean_square_matrix(maps) -> np.ndarray:
+    r"""The ``d² × d²`` matrix ``𝒜 = Σ p_i A_i ⊗ A_i`` (row-major vectorisation of ``S ↦ Σ p_i A_i S A_iᵀ``)."""
+    maps = check_affine_maps(maps)
+    d = maps.dim
+    return np.einsum("m,mij,mkl->ikjl", maps.probs, maps.A, maps.A).reshape(d * d, d * d)
+
+
+def spectral_radius(K: np.ndarray) -> float:
+    """Largest modulus of the eigenvalues of a square matrix."""
+    return float(np.abs(np.linalg.eigvals(K)).max())
+
+
 def mean_square_radius(maps, dense_max_dim=20) -> float:
     r"""Spectral radius of ``𝒜 = Σ p_i A_i ⊗ A_i`` (mean-square stability when ``< 1``).
 
     For ``d <= dense_max_dim`` the ``d² × d²`` matrix is formed and its
     eigenvalues computed; for larger ``d`` ARPACK runs on the operator
     ``S ↦ Σ p_i A_i S A_iᵀ`` without forming it.
+
+    Parameters
+    ----------
+    maps : AffineMaps
+        The family; only the linear parts ``A_i`` and ``probs`` matter.
+    dense_max_dim : int, default 20
+        Largest ``d`` for which the matrix is formed, ``>= 0``.
+
+    Returns
+    -------
+    float
+        ``ρ(𝒜)``; the stationary covariance is finite when it is ``< 1``.
 
     Examples
     --------
@@ -161,11 +251,11 @@ def mean_square_radius(maps, dense_max_dim=20) -> float:
     >>> bool(np.isclose(ct.mean_square_radius(maps), 0.5 * 0.25 + 0.5 * 1.44))
     True
     """
-    maps = _check_maps(maps)
+    maps = check_affine_maps(maps)
+    dense_max_dim = check_nonnegative_int(dense_max_dim, "dense_max_dim")
     d = maps.dim
     if d <= dense_max_dim:
-        K = np.einsum("m,mij,mkl->ikjl", maps.probs, maps.A, maps.A).reshape(d * d, d * d)
-        return float(np.abs(np.linalg.eigvals(K)).max())
+        return spectral_radius(mean_square_matrix(maps))
     op = mean_square_operator(maps)
     vals = scipy.sparse.linalg.eigs(op, k=1, which="LM", v0=np.eye(d).ravel(), return_eigenvectors=False,
                                     tol=1e-10, maxiter=5000)
@@ -173,12 +263,22 @@ def mean_square_radius(maps, dense_max_dim=20) -> float:
 
 
 def tail_index(maps) -> float:
-    r"""Kesten's tail index ``α > 0`` of one-dimensional maps ``θ ↦ a θ + b``: ``E|a|^α = 1``.
+    r"""Compute Kesten's tail index ``α > 0`` of one-dimensional maps ``θ ↦ a θ + b``: ``E|a|^α = 1``.
 
     Requires ``E log|a| < 0`` (a stationary law exists) and ``P(|a| > 1) > 0``
     (otherwise the law has bounded support and ``α = inf`` is returned). The
     stationary law then has ``P(|θ| > t) ~ C t^{−α}``; its variance is finite
     iff ``α > 2``.
+
+    Parameters
+    ----------
+    maps : AffineMaps
+        One-dimensional maps (``d = 1``).
+
+    Returns
+    -------
+    float
+        ``α``, the positive root of ``log E|a|^α`` (found by ``brentq``), or ``inf``.
 
     Examples
     --------
@@ -189,14 +289,14 @@ def tail_index(maps) -> float:
     >>> bool(np.isclose(0.75 * 0.5**alpha + 0.25 * 2.0**alpha, 1.0))
     True
     """
-    maps = _check_maps(maps)
+    maps = check_affine_maps(maps)
     if maps.dim != 1:
         raise ValueError(f"maps: expected one-dimensional maps (d = 1), got d = {maps.dim}")
     a = np.abs(maps.A[:, 0, 0])
     p = maps.probs
     keep = p > 0
     a, p = a[keep], p[keep]
-    gamma = lyapunov_exponent(maps).exponent
+    gamma = lyapunov_bounds(maps).upper  # exact in one dimension
     if not gamma < 0:
         raise ValueError(f"maps: expected E log|a| < 0 (a stationary law), got {gamma:.4g}")
     if not np.any(a > 1):
@@ -232,7 +332,7 @@ class StableLearningRates:
         ``2 / λ_max(Σ p_i H_i)``: below it the mean map ``Ā`` is stable.
     mean_square : float
         Largest ``h`` with ``ρ(Σ p_i A_i ⊗ A_i) < 1`` (finite stationary
-        covariance), found by bisection.
+        covariance), the root of ``ρ(h) = 1`` found by ``brentq``.
     """
 
     contraction: float
@@ -242,7 +342,23 @@ class StableLearningRates:
 
 
 def max_stable_lr(model, rtol=1e-10) -> StableLearningRates:
-    r"""Thresholds on the learning rate for contraction, mean and mean-square stability.
+    r"""Find the learning-rate thresholds of contraction, mean and mean-square stability.
+
+    ``ρ(h) = ρ(Σ p_i (I − h H_i) ⊗ (I − h H_i))`` is ``< 1`` on an interval
+    ``(0, h*)`` with ``h* <= 2 / λ_max(Σ p_i H_i)``; ``h*`` is the root of
+    ``ρ(h) − 1`` (``scipy.optimize.brentq``).
+
+    Parameters
+    ----------
+    model : QuadraticModel or LinearRegressionModel
+        A model with constant batch Hessians ``H_i``.
+    rtol : float, default 1e-10
+        Relative tolerance of the mean-square threshold, in ``(0, 1)``.
+
+    Returns
+    -------
+    StableLearningRates
+        The three thresholds and whether strict contraction is possible.
 
     Examples
     --------
@@ -256,23 +372,25 @@ def max_stable_lr(model, rtol=1e-10) -> StableLearningRates:
     H = getattr(model, "hessians", None)
     if H is None or not hasattr(model, "sgd_maps"):
         raise TypeError(f"model: expected a QuadraticModel or LinearRegressionModel, got {describe(model)}")
+    rtol = check_real(rtol, "rtol", 0.0, 1.0, closed="neither")
     eig = np.linalg.eigvalsh(H)
     lmax = float(eig.max())
     if lmax <= 0:
-        return StableLearningRates(np.inf, False, np.inf, np.inf)
+        raise ValueError("model: every batch Hessian is zero, so the SGD maps only translate θ and no "
+                         "learning rate makes them stable (there is no threshold)")
     strict = bool(eig.min() > 1e-12 * lmax)
     Hbar = np.tensordot(model.probs, H, axes=1)
     mean = 2.0 / float(np.linalg.eigvalsh(Hbar).max())
-    # ρ(h) = ρ(Σ p (I − hH)⊗(I − hH)) is < 1 on an interval (0, h*) with h* <= mean.
-    lo, hi = 0.0, mean
-    if mean_square_radius(model.sgd_maps(hi)) < 1:
-        ms = hi
-    else:
-        while hi - lo > rtol * hi:
-            mid = 0.5 * (lo + hi)
-            if mean_square_radius(model.sgd_maps(mid)) < 1:
-                lo = mid
-            else:
-                hi = mid
-        ms = lo
-    return StableLearningRates(2.0 / lmax, strict, mean, ms)
+
+    def excess(h):  # ρ(h) − 1: < 0 below the threshold, >= 0 above it
+        return mean_square_radius(model.sgd_maps(h)) - 1.0
+
+    if excess(mean) < 0:
+        return StableLearningRates(2.0 / lmax, strict, mean, mean)
+    lo = 0.5 * mean
+    while excess(lo) >= 0:  # ρ(h) = 1 − O(h) near 0 unless some direction is never contracted
+        lo *= 0.5
+        if lo < 1e-12 * mean:
+            return StableLearningRates(2.0 / lmax, strict, mean, 0.0)
+    ms = scipy.optimize.brentq(excess, lo, mean, xtol=1e-15 * mean, rtol=max(rtol, 4 * np.finfo(float).eps))
+    return StableLearningRates(2.0 / lmax, strict, mean, float(ms))

@@ -16,17 +16,21 @@ r"""The explicit examples of the theory, as ready models with their exact laws.
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.integrate
 import scipy.optimize
 import scipy.special
 import scipy.stats
 
-from ..core._validation import as_float_array, check_lr, check_positive_int
+from ..core._validation import as_float_array, as_generator, check_lr, check_positive_int, check_real
 from ..core.maps import GradientMaps
 from ..core.models import LinearRegressionModel, QuadraticModel
 
 __all__ = [
+    "GaussianNodes",
     "cantor_cdf",
     "gaussian_feature_nodes",
     "gaussian_least_squares_1d",
@@ -42,6 +46,11 @@ __all__ = [
 
 def two_point_quadratic() -> QuadraticModel:
     """E1: ``f_±(θ) = ½ (θ ∓ 1)²`` with equal probabilities (batch 0 is ``+``).
+
+    Returns
+    -------
+    QuadraticModel
+        Two one-dimensional batch losses with centres ``±1``.
 
     Examples
     --------
@@ -68,7 +77,7 @@ def cantor_cdf(u) -> np.ndarray:
     >>> bool(np.allclose(cantor_cdf([0.0, 1 / 3, 0.5, 2 / 3, 0.75, 1.0]), [0, 0.5, 0.5, 0.5, 2 / 3, 1]))
     True
     """
-    u = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
+    u = np.clip(as_float_array(u, "u"), 0.0, 1.0)
     out = np.zeros_like(u)
     scale = 0.5
     x = u.copy()
@@ -92,6 +101,16 @@ def two_point_cdf(lr):
     ``h = ½``: Uniform[−1, 1]; ``h = ⅔``: the Cantor measure on [−1, 1]
     (``θ̃_∞ = Σ_k 2 ε_k / 3^k``, ternary digits in ``{0, 2}``).
 
+    Parameters
+    ----------
+    lr : float
+        The learning rate, ``1/2`` or ``2/3``.
+
+    Returns
+    -------
+    callable
+        The vectorized CDF ``x ↦ P(Z <= x)``.
+
     Examples
     --------
     >>> import numpy as np
@@ -111,6 +130,18 @@ def two_point_cdf(lr):
 def mean_estimation(points, probs=None) -> QuadraticModel:
     """E2: ``f_i(θ) = ½ ‖θ − x_i‖²`` over the data points ``x_i`` (rows of ``points``).
 
+    Parameters
+    ----------
+    points : array_like, shape (m, d)
+        The data points, one batch each.
+    probs : array_like, shape (m,), optional
+        Batch sampling probabilities (uniform when omitted).
+
+    Returns
+    -------
+    QuadraticModel
+        Identity Hessians, centres at the points.
+
     Examples
     --------
     >>> import numpy as np
@@ -123,10 +154,28 @@ def mean_estimation(points, probs=None) -> QuadraticModel:
     """
     x = as_float_array(points, "points", ndim=2)
     m, d = x.shape
+    if m == 0 or d == 0:
+        raise ValueError(f"points: expected at least one point of dimension >= 1, got an array of shape {x.shape}")
     return QuadraticModel(np.broadcast_to(np.eye(d), (m, d, d)), x, probs)
 
 
-def gaussian_feature_nodes(n_nodes=2000):
+@dataclass(frozen=True)
+class GaussianNodes:
+    """Nodes and weights standing for ``x ~ N(0, 1)`` (see :func:`gaussian_feature_nodes`).
+
+    Attributes
+    ----------
+    nodes : ndarray, shape (n,)
+        The points ``z_k``.
+    weights : ndarray, shape (n,)
+        Their probabilities.
+    """
+
+    nodes: np.ndarray
+    weights: np.ndarray
+
+
+def gaussian_feature_nodes(n_nodes=2000) -> GaussianNodes:
     r"""Nodes and weights standing for ``x ~ N(0, 1)``.
 
     Quantile midpoints ``z_k = Φ^{-1}((k − ½)/n)`` with weights
@@ -136,10 +185,20 @@ def gaussian_feature_nodes(n_nodes=2000):
     the dense quantile grid keeps log-moments such as ``E log|1 − h x²|``
     within about 1e-3 of the Gaussian values.
 
+    Parameters
+    ----------
+    n_nodes : int, default 2000
+        Number of nodes ``n >= 50``.
+
+    Returns
+    -------
+    GaussianNodes
+        The nodes ``z_k`` and their weights ``w_k``.
+
     Examples
     --------
     >>> import numpy as np
-    >>> z, w = gaussian_feature_nodes(500)
+    >>> g = gaussian_feature_nodes(500); z, w = g.nodes, g.weights
     >>> bool(np.isclose(w @ z**2, 1.0) and np.isclose(w @ z**4, 3.0) and np.isclose(w.sum(), 1.0))
     True
     """
@@ -158,7 +217,7 @@ def gaussian_feature_nodes(n_nodes=2000):
     w = weights(lam)
     if np.abs(residual(lam)).max() > 1e-10:  # pragma: no cover - fsolve failure
         raise ValueError(f"n_nodes: could not match the Gaussian moments with {n} nodes")
-    return z, w
+    return GaussianNodes(z, w)
 
 
 def gaussian_least_squares_1d(n_nodes=2000, noise=0.5, theta_star=1.0) -> LinearRegressionModel:
@@ -171,6 +230,20 @@ def gaussian_least_squares_1d(n_nodes=2000, noise=0.5, theta_star=1.0) -> Linear
     is finite exactly for ``h < ⅔``, while the Lyapunov exponent
     ``E log|1 − h x²|`` stays negative up to ``h ≈ 2.42``.
 
+    Parameters
+    ----------
+    n_nodes : int, default 2000
+        Number of feature values (see :func:`gaussian_feature_nodes`).
+    noise : float, default 0.5
+        Size of the label noise ``ε = ±noise``, ``>= 0``.
+    theta_star : float, default 1.0
+        The true parameter ``θ*``.
+
+    Returns
+    -------
+    LinearRegressionModel
+        ``2 n_nodes`` rows, batch size 1, with the node weights as batch probabilities.
+
     Examples
     --------
     >>> import numpy as np
@@ -179,16 +252,28 @@ def gaussian_least_squares_1d(n_nodes=2000, noise=0.5, theta_star=1.0) -> Linear
     >>> bool(np.isclose(ct.max_stable_lr(model).mean_square, 2 / 3))
     True
     """
-    nodes, weights = gaussian_feature_nodes(n_nodes)
-    x = np.repeat(nodes, 2)
-    eps = np.tile([float(noise), -float(noise)], nodes.size)
-    y = float(theta_star) * x + eps
-    probs = np.repeat(weights, 2) / 2.0
+    nodes = gaussian_feature_nodes(n_nodes)
+    noise = check_real(noise, "noise", 0.0, None)
+    theta_star = check_real(theta_star, "theta_star")
+    x = np.repeat(nodes.nodes, 2)
+    eps = np.tile([noise, -noise], nodes.nodes.size)
+    y = theta_star * x + eps
+    probs = np.repeat(nodes.weights, 2) / 2.0
     return LinearRegressionModel(x[:, None], y, batch_size=1, probs=probs / probs.sum())
 
 
 def gaussian_lyapunov_1d(lr) -> float:
     r"""``γ(h) = E log|1 − h x²|`` for ``x ~ N(0, 1)`` (numerical quadrature).
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate ``h > 0``.
+
+    Returns
+    -------
+    float
+        The Lyapunov exponent of 1-D Gaussian least squares with batch size 1.
 
     Examples
     --------
@@ -197,11 +282,14 @@ def gaussian_lyapunov_1d(lr) -> float:
     """
     h = check_lr(lr)
     pdf = lambda x: np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
-    f = lambda x: 2.0 * np.log(abs(1.0 - h * x * x)) * pdf(x)
+    if h <= 1.0:
+        shift, f = 0.0, lambda x: 2.0 * np.log(abs(1.0 - h * x * x)) * pdf(x)
+    else:  # log|1 − h x²| = log h + log|1/h − x²|: no overflow for large h
+        shift, f = np.log(h), lambda x: 2.0 * np.log(abs(1.0 / h - x * x)) * pdf(x)
     r = 1.0 / np.sqrt(h)  # log singularity at x = 1/sqrt(h)
     a = scipy.integrate.quad(f, 0.0, r, limit=200)[0]
     b = scipy.integrate.quad(f, r, np.inf, limit=200)[0]
-    return float(a + b)
+    return float(shift + a + b)
 
 
 def gaussian_lyapunov_threshold() -> float:
@@ -222,26 +310,56 @@ def gaussian_lyapunov_threshold() -> float:
     return float(scipy.optimize.brentq(gaussian_lyapunov_1d, 1.0, 4.0, xtol=1e-10))
 
 
-def log_cosh_maps(lr, seed=0, n_batches=3, n_terms=4, dim=2):
+def log_cosh_maps(lr, rng=None, n_batches=3, n_terms=4, dim=2, *, seed=None) -> GradientMaps:
     r"""SGD maps of a smooth non-quadratic loss: ``f_i(θ) = Σ_k log cosh(a_ikᵀ θ − y_ik)``.
 
     Gradients ``Σ_k tanh(z_ik) a_ik`` and Hessian-vector products
     ``Σ_k sech²(z_ik) (a_ikᵀ v) a_ik`` are exact; ``a`` and ``y`` are standard
-    normal draws from ``seed``. Used where a check needs a nonlinear family
+    normal draws from ``rng``. Used where a check needs a nonlinear family
     (the Lie-bracket slopes, the bracket-corrected iteration).
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate ``h > 0``.
+    rng : None, int, SeedSequence or Generator, optional
+        Source of ``a`` and ``y``. Pass the same seed to get the same loss at
+        several learning rates.
+    n_batches : int, default 3
+        Number of batch losses ``f_i`` (the maps' ``n_maps``).
+    n_terms : int, default 4
+        Terms ``k`` per batch loss.
+    dim : int, default 2
+        Dimension ``d`` of ``θ``.
+    seed : int, optional
+        Deprecated name of ``rng``.
+
+    Returns
+    -------
+    GradientMaps
+        The maps ``T_i(θ) = θ − h ∇f_i(θ)``, with Hessian-vector products.
 
     Examples
     --------
     >>> import numpy as np
-    >>> maps = log_cosh_maps(0.1)
+    >>> maps = log_cosh_maps(0.1, rng=0)
     >>> th, v = np.array([[0.3, -0.2]]), np.array([[1.0, 0.5]])
     >>> fd = (maps.gradient(th + 1e-6 * v, [1]) - maps.gradient(th - 1e-6 * v, [1])) / 2e-6
     >>> bool(np.allclose(fd, maps.hvp(th, v, [1]), atol=1e-8))
     True
     """
-    rng = np.random.default_rng(seed)
-    a = rng.normal(size=(n_batches, n_terms, dim))
-    y = rng.normal(size=(n_batches, n_terms))
+    if seed is not None:
+        warnings.warn("log_cosh_maps(seed=...) is deprecated; use rng=", DeprecationWarning, stacklevel=2)
+        if rng is not None:
+            raise TypeError("seed: pass rng only (seed is its deprecated name)")
+        rng = seed
+    h = check_lr(lr)
+    gen = as_generator(rng)
+    n_batches = check_positive_int(n_batches, "n_batches")
+    n_terms = check_positive_int(n_terms, "n_terms")
+    dim = check_positive_int(dim, "dim")
+    a = gen.normal(size=(n_batches, n_terms, dim))
+    y = gen.normal(size=(n_batches, n_terms))
 
     def gradient(theta, index):
         z = np.einsum("nkd,nd->nk", a[index], theta) - y[index]
@@ -252,4 +370,4 @@ def log_cosh_maps(lr, seed=0, n_batches=3, n_terms=4, dim=2):
         av = np.einsum("nkd,nd->nk", a[index], v)
         return np.einsum("nk,nkd->nd", av / np.cosh(z) ** 2, a[index])
 
-    return GradientMaps(gradient, lr, n_batches, hvp=hvp)
+    return GradientMaps(gradient, h, n_batches, hvp=hvp, dim=dim)

@@ -23,15 +23,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core._validation import NonConvergenceWarning, as_float_array, check_positive_int, describe
-from .diagnostics import contraction_constant, lyapunov_exponent, mean_square_radius
 from ..core._kernels import _grouped_matmul
-from ..core.maps import AffineMaps
+from ..core._validation import (
+    NonConvergenceWarning,
+    as_float_array,
+    as_generator,
+    check_positive_int,
+    check_real,
+    describe,
+)
 from ..core.iterates import forward_iterates
-from ..core.sampling import chain_generators, sample_batches
+from ..core.maps import AffineMaps, check_affine_maps
+from ..core.sampling import sample_batches
+from .diagnostics import contraction_constant, lyapunov_exponent, mean_square_radius
 from .moments import stationary_moments
 
-__all__ = ["FixedPointResult", "backward_fixed_point", "backward_limits"]
+__all__ = ["BackwardLimits", "FixedPointResult", "backward_fixed_point", "backward_limits"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class FixedPointResult:
     x : ndarray, shape (d,)
         ``θ̃_n`` at the step where the bound met ``tol`` (or at ``max_steps``).
     converged : bool
+        Whether the bound met ``tol``.
     n_steps : int
         Number of batches used.
     error_bound : float
@@ -51,6 +59,7 @@ class FixedPointResult:
         ``"certified"`` (strict contraction) or ``"estimate"`` (average
         contraction; see the module notes).
     message : str
+        What happened, and what to change when it did not converge.
     """
 
     x: np.ndarray
@@ -63,7 +72,23 @@ class FixedPointResult:
 
 @dataclass(frozen=True)
 class BackwardLimits:
-    """Backward limits of many independent chains (see :func:`backward_limits`)."""
+    """Backward limits of many independent chains (see :func:`backward_limits`).
+
+    Attributes
+    ----------
+    x : ndarray, shape (n_chains, d)
+        The last ``θ̃_n`` of each chain.
+    converged : ndarray of bool, shape (n_chains,)
+        Whether each chain's bound met ``tol``.
+    n_steps : ndarray of int, shape (n_chains,)
+        Batches used by each chain.
+    error_bound : ndarray, shape (n_chains,)
+        Bound on ``‖x − θ̃_∞‖`` per chain.
+    bound_kind : str
+        ``"certified"`` or ``"estimate"``.
+    contraction_constant : float
+        ``c = max_i ‖A_i‖₂``.
+    """
 
     x: np.ndarray
     converged: np.ndarray
@@ -73,20 +98,20 @@ class BackwardLimits:
     contraction_constant: float
 
 
-def _spread_estimate(maps: AffineMaps, theta0: np.ndarray, rng) -> np.ndarray:
+def _spread_estimate(maps: AffineMaps, theta0: np.ndarray, gamma: float, rng: np.random.Generator) -> np.ndarray:
     """Estimate of ``‖Z − θ_0‖`` (Z ~ π) used by the average-contraction bound.
 
     Mean-square stable: ten times ``sqrt(E‖Z − θ_0‖²)`` (Chebyshev: exceeded
     with probability ≤ 1 %). Otherwise the 0.999-quantile of ``‖Z − θ_0‖``
-    over long forward runs.
+    over long forward runs (length from the Lyapunov exponent ``gamma``),
+    drawn from ``rng``.
     """
     if mean_square_radius(maps) < 1:
         mom = stationary_moments(maps)
         diff = theta0 - mom.mean
         return 10.0 * np.sqrt(np.sum(diff * diff, axis=-1) + np.trace(mom.cov))
-    gamma = lyapunov_exponent(maps, rng=np.random.default_rng(1)).exponent
     n = int(min(20000, max(200, 40.0 / max(-gamma, 1e-3))))
-    idx = sample_batches(maps.n_maps, n, 2000, probs=maps.probs, rng=np.random.default_rng(2))
+    idx = sample_batches(maps.n_maps, n, 2000, probs=maps.probs, rng=rng)
     z = forward_iterates(maps, np.zeros(maps.dim), idx, save_steps=[n])[:, 0]
     dist = np.linalg.norm(theta0[:, None, :] - z[None, :, :], axis=-1)
     return np.quantile(dist, 0.999, axis=1)
@@ -97,20 +122,25 @@ def backward_limits(maps, theta0, n_chains, rng=None, tol=1e-10, max_steps=100_0
 
     Each chain runs until its error bound is ``<= tol`` or ``max_steps``;
     the bound is checked after chunks of ``chunk`` steps, doubling up to 1024.
-    See :func:`backward_fixed_point`.
+    Chain ``i`` draws its batches from the ``i``-th stream spawned from
+    ``rng`` (the same sequence as chain ``i`` of ``sample_batches(rng=rng)``);
+    under average contraction the Lyapunov exponent and the spread estimate
+    use the two streams spawned next. See :func:`backward_fixed_point`.
     """
-    if not isinstance(maps, AffineMaps):
-        raise TypeError(f"maps: expected AffineMaps, got {describe(maps)}")
+    maps = check_affine_maps(maps)
+    gen = as_generator(rng)
     n_chains = check_positive_int(n_chains, "n_chains")
     max_steps = check_positive_int(max_steps, "max_steps")
     chunk = check_positive_int(chunk, "chunk")
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol: expected a number > 0, got {describe(tol)}")
+    tol = check_real(tol, "tol", 0.0, None, closed="neither")
     d, m = maps.dim, maps.n_maps
     theta0 = as_float_array(theta0, "theta0", ndim=(1, 2))
     if theta0.shape[-1] != d:
         raise ValueError(f"theta0: expected last axis of length {d}, got {describe(theta0)}")
+    if theta0.ndim == 2 and theta0.shape[0] not in (1, n_chains):
+        raise ValueError(f"theta0: expected one vector or one per chain ({n_chains}, {d}), got {describe(theta0)}")
     theta0 = np.broadcast_to(theta0, (n_chains, d)).copy()
+    gens = gen.spawn(n_chains)
     c = contraction_constant(maps)
     x0 = np.concatenate([theta0, np.ones((n_chains, 1))], axis=1)
     if c < 1:
@@ -118,16 +148,16 @@ def backward_limits(maps, theta0, n_chains, rng=None, tol=1e-10, max_steps=100_0
         G = np.linalg.norm(maps.step(theta0[:, None, :], np.arange(m)) - theta0[:, None, :], axis=-1).max(1)
         scale = G / (1.0 - c)
     else:
-        gamma = lyapunov_exponent(maps, rng=np.random.default_rng(0))
+        lyapunov_rng, spread_rng = gen.spawn(2)
+        gamma = lyapunov_exponent(maps, rng=lyapunov_rng)
         if not gamma.exponent + 3 * gamma.stderr < 0:
             raise ValueError(
                 f"maps: backward iterates need a negative Lyapunov exponent; got γ ≈ {gamma.exponent:.3g} "
                 f"± {gamma.stderr:.2g} with contraction constant {c:.3g} >= 1. Lower the learning rate."
             )
         kind = "estimate"
-        scale = _spread_estimate(maps, theta0, rng)
+        scale = _spread_estimate(maps, theta0, gamma.exponent, spread_rng)
     E = maps.augmented
-    gens = chain_generators(n_chains, rng)
     carry = np.broadcast_to(np.eye(d + 1), (n_chains, d + 1, d + 1)).copy()
     out_x = theta0.copy()
     out_n = np.zeros(n_chains, dtype=np.int64)
@@ -164,19 +194,26 @@ def backward_fixed_point(maps, theta0=None, rng=None, tol=1e-10, max_steps=100_0
     Parameters
     ----------
     maps : AffineMaps
+        The family; strictly contractive (certified bound) or contractive on
+        average (estimated bound).
     theta0 : array_like, shape (d,), optional
         Start (zeros by default); the limit does not depend on it.
-    rng : seed or Generator
-        Draws the batch sequence (extended in chunks, never redrawn).
-    tol : float
-        Stop when the bound on ``‖θ̃_n − θ̃_∞‖`` is ``<= tol``.
-    max_steps : int
+    rng : None, int, SeedSequence or Generator, optional
+        Source of randomness. The batch sequence is the first stream spawned
+        from it, as chain 0 of ``sample_batches(rng=rng)``, extended in chunks
+        and never redrawn; under average contraction two more spawned streams
+        estimate the Lyapunov exponent and the spread of the law.
+    tol : float, default 1e-10
+        Stop when the bound on ``‖θ̃_n − θ̃_∞‖`` is ``<= tol`` (``tol > 0``).
+    max_steps : int, default 100000
+        Largest number of batches used.
 
     Returns
     -------
     FixedPointResult
-        Non-convergence is reported in ``converged``/``message`` and with a
-        :class:`NonConvergenceWarning` saying what to change.
+        The limit estimate and its bound. Non-convergence is reported in
+        ``converged``/``message`` and with a :class:`NonConvergenceWarning`
+        saying what to change.
 
     Examples
     --------
@@ -190,12 +227,10 @@ def backward_fixed_point(maps, theta0=None, rng=None, tol=1e-10, max_steps=100_0
     >>> bool(abs(far[0, -1, 0] - res.x[0]) <= res.error_bound)
     True
     """
-    if not isinstance(maps, AffineMaps):
-        raise TypeError(f"maps: expected AffineMaps, got {describe(maps)}")
+    maps = check_affine_maps(maps)
     if theta0 is None:
         theta0 = np.zeros(maps.dim)
     theta0 = as_float_array(theta0, "theta0", ndim=1)
-    # One chain: its generator is the first spawned child, as in sample_batches(rng=...).
     res = backward_limits(maps, theta0, 1, rng=rng, tol=tol, max_steps=max_steps)
     converged = bool(res.converged[0])
     if converged:

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core._validation import check_positive_int
+from ..core._validation import as_generator, check_choice, check_positive_int, check_real
 from ..core.iterates import forward_iterates
-from ..core.sampling import sample_batches
+from ..core.maps import check_affine_maps
+from ..core.sampling import draw_batches
 from .diagnostics import lyapunov_exponent
 from .fixed_point import backward_limits
-from .moments import StationaryLawError, _check_maps, _stationary_mean
+from .moments import StationaryLawError, stationary_mean
 
 __all__ = ["StationarySamples", "stationary_samples"]
 
@@ -22,14 +23,17 @@ class StationarySamples:
 
     Attributes
     ----------
-    samples : ndarray (n_samples, d)
+    samples : ndarray, shape (n_samples, d)
+        One sample per row.
     method : str
-    n_steps : ndarray (n_samples,)
+        ``"backward"`` or ``"forward"``.
+    n_steps : ndarray of int, shape (n_samples,)
         Steps used by each sample.
     error_bound : float
         Backward: largest bound on ``‖sample − θ̃_∞‖`` (kind in ``bound_kind``);
         forward: ``nan`` (burn-in only).
     bound_kind : str
+        ``"certified"``, ``"estimate"`` or ``"none"`` (forward).
     """
 
     samples: np.ndarray
@@ -41,13 +45,47 @@ class StationarySamples:
 
 def stationary_samples(maps, n_samples, method="backward", rng=None, theta0=None, tol=1e-10,
                        burn_in=None, max_steps=100_000) -> StationarySamples:
-    r"""Samples of the stationary law ``π``.
+    r"""Draw samples of the stationary law ``π``.
 
     ``method="backward"``: independent backward limits, perfect samples up to
     the error bound (Letac's principle; the sequence of each sample is
     extended, never redrawn). ``method="forward"``: the last of ``burn_in``
     forward steps of independent chains (approximate: the law of ``θ_n``
     only approaches ``π``).
+
+    Parameters
+    ----------
+    maps : AffineMaps
+        The family, contractive on average.
+    n_samples : int
+        Number of independent samples.
+    method : {"backward", "forward"}
+        Perfect backward limits or burnt-in forward chains.
+    rng : None, int, SeedSequence or Generator, optional
+        Source of randomness: sample ``i`` draws its batches from the
+        ``i``-th stream spawned from it (as chain ``i`` of
+        ``sample_batches(rng=rng)``); auxiliary estimates (Lyapunov exponent,
+        spread of the law) use the streams spawned next.
+    theta0 : array_like, shape (d,), optional
+        Start of every chain (default: the stationary mean when it exists, else 0).
+    tol : float, default 1e-10
+        Backward: the error bound each sample must meet; forward with
+        ``burn_in=None``: the contraction ``e^{γ n}`` the burn-in must reach.
+    burn_in : int, optional
+        Forward only: the number of steps (default from the Lyapunov exponent
+        and ``tol``, at most ``max_steps``).
+    max_steps : int, default 100000
+        Largest number of steps per sample.
+
+    Returns
+    -------
+    StationarySamples
+        The samples with the steps used and the error bound.
+
+    Raises
+    ------
+    StationaryLawError
+        When some backward sample does not reach ``tol`` within ``max_steps``.
 
     Examples
     --------
@@ -60,27 +98,30 @@ def stationary_samples(maps, n_samples, method="backward", rng=None, theta0=None
     >>> bool(ct.ks_against_cdf(res.samples[:, 0], lambda x: (x + 1) / 2).pvalue > 0.001)  # Uniform[-1, 1]
     True
     """
-    maps = _check_maps(maps)
+    maps = check_affine_maps(maps)
     n_samples = check_positive_int(n_samples, "n_samples")
-    if method not in ("backward", "forward"):
-        raise ValueError(f"method: expected 'backward' or 'forward', got {method!r}")
+    method = check_choice(method, "method", ("backward", "forward"))
+    gen = as_generator(rng)
+    tol = check_real(tol, "tol", 0.0, None, closed="neither")
+    max_steps = check_positive_int(max_steps, "max_steps")
     if theta0 is None:
         try:
-            theta0 = _stationary_mean(maps)
+            theta0 = stationary_mean(maps)
         except StationaryLawError:
             theta0 = np.zeros(maps.dim)
     if method == "backward":
-        res = backward_limits(maps, theta0, n_samples, rng=rng, tol=tol, max_steps=max_steps)
+        res = backward_limits(maps, theta0, n_samples, rng=gen, tol=tol, max_steps=max_steps)
         if not res.converged.all():
             raise StationaryLawError(
                 f"max_steps: {int((~res.converged).sum())} of {n_samples} backward samples did not reach "
                 f"tol={tol:g} within {max_steps} steps; raise max_steps or loosen tol"
             )
         return StationarySamples(res.x, "backward", res.n_steps, float(res.error_bound.max()), res.bound_kind)
+    chains = gen.spawn(n_samples)  # chain i: the i-th spawned stream, as in sample_batches
     if burn_in is None:
-        gamma = lyapunov_exponent(maps, rng=np.random.default_rng(0)).exponent
-        burn_in = int(min(max_steps, np.ceil(np.log(tol) / min(gamma, -1e-6))))
+        gamma = lyapunov_exponent(maps, rng=gen.spawn(1)[0]).exponent
+        burn_in = int(min(max_steps, max(1.0, np.ceil(np.log(tol) / min(gamma, -1e-6)))))
     burn_in = check_positive_int(burn_in, "burn_in")
-    idx = sample_batches(maps.n_maps, burn_in, n_samples, probs=maps.probs, rng=rng)
+    idx = draw_batches(chains, maps.n_maps, burn_in, "iid", maps.probs)
     x = forward_iterates(maps, theta0, idx, save_steps=[burn_in])[:, 0]
     return StationarySamples(x, "forward", np.full(n_samples, burn_in), float("nan"), "none")
