@@ -7,7 +7,7 @@ point.
 
 Method: a least-squares model with noise; the Monte Carlo mean of
 ‖θ_{n+1} − θ_n‖² over forward chains in stationarity (started from perfect
-backward samples) is compared with the formula (``step_size`` ingredient, the
+backward samples) is compared with the formula (``increment`` ingredient, the
 mean squared increment)
 within four standard errors. Extra conditions: the formula is positive, and
 on a noiseless (interpolating) model the formula is 0 and both orders reach
@@ -25,7 +25,7 @@ STATEMENT = ("forward mean squared increment in stationarity = sum_i p_i E|(A_i 
              "0 under interpolation")
 
 
-def check(quick=False, step_size=ct.stationary_mean_squared_increment):
+def check(quick=False, increment=ct.stationary_mean_squared_increment):
     with Timer() as t:
         model = random_regression(n=12, d=2, batch_size=2, seed=3)
         maps = model.sgd_maps(0.2)
@@ -35,12 +35,12 @@ def check(quick=False, step_size=ct.stationary_mean_squared_increment):
         steps = ct.forward_iterates(maps, z, idx)
         sq = np.sum((steps[:, 1] - steps[:, 0]) ** 2, axis=-1)
         mc, se = sq.mean(), sq.std(ddof=1) / np.sqrt(n_chains)
-        exact = step_size(maps)
+        exact = increment(maps)
         # interpolation: y = X θ* exactly
         X = model.X
         theta_star = np.array([0.7, -1.3])
         interp = ct.LinearRegressionModel(X, X @ theta_star, batch_size=2).sgd_maps(0.2)
-        zero = step_size(interp)
+        zero = increment(interp)
         seq = ct.sample_batches(interp.n_maps, 400, 4, rng=33)
         fwd = ct.forward_iterates(interp, [5.0, 5.0], seq, save_steps=[400])[:, 0]
         bwd = ct.backward_iterates(interp, [5.0, 5.0], seq, save_steps=[400])[:, 0]
