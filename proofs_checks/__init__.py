@@ -55,7 +55,7 @@ def run_check(claim: str, quick: bool = False) -> CheckResult:
     with Timer() as t:
         try:
             return module.check(quick=quick)
-        except Exception as exc:  # reported, never swallowed silently
+        except Exception as exc:  # noqa: BLE001 -- any failure of a check is reported as a failed claim
             err = f"{type(exc).__name__}: {exc}"
             tb = traceback.format_exc(limit=3)
     return CheckResult(claim, getattr(module, "STATEMENT", ""), float("nan"), float("nan"), "==", 0.0,

@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["CheckResult", "make_result", "Timer", "RELATIONS"]
+__all__ = ["RELATIONS", "CheckResult", "Timer", "make_result"]
 
 RELATIONS = ("==", "<=", ">=", "p>=")
 

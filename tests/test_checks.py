@@ -17,10 +17,10 @@ from proofs_checks import (
     c06_geometric_in_law,
     c07_exact_moments,
     c08_average_contraction,
-    c11_practical,
-    c12_examples,
     c09_lie_bracket,
     c10_order_symmetry,
+    c11_practical,
+    c12_examples,
     c13_neural_networks,
 )
 

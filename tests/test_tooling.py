@@ -14,8 +14,6 @@ import sys
 
 import pytest
 
-import contraction as ct
-
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "contraction"
 LIBRARY_FILES = sorted(PACKAGE.rglob("*.py"))
