@@ -29,7 +29,7 @@ def check(quick=False, increment=ct.stationary_mean_squared_increment):
     with Timer() as t:
         model = random_regression(n=12, d=2, batch_size=2, seed=3)
         maps = model.sgd_maps(0.2)
-        n_chains = 4000 if quick else 40000
+        n_chains = 10000 if quick else 40000
         z = ct.stationary_samples(maps, n_chains, rng=31, tol=1e-12).samples
         idx = ct.sample_batches(maps.n_maps, 1, n_chains, probs=maps.probs, rng=32)
         steps = ct.forward_iterates(maps, z, idx)

@@ -1,4 +1,5 @@
 import os
+import sys
 
 import matplotlib
 import numpy as np
@@ -19,9 +20,27 @@ settings.register_profile(
     print_blob=True,
 )
 settings.register_profile("thorough", max_examples=400, deadline=None)
+# the thorough fuzz run of tests/test_fuzz.py: 600 examples per target (over 10^4 in all)
+settings.register_profile(
+    "fuzz",
+    derandomize=True,
+    max_examples=600,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After a run that included the fuzz suite, print how its calls ended."""
+    for name, module in list(sys.modules.items()):
+        counts = getattr(module, "OUTCOMES", None)
+        if name.endswith("test_fuzz") and counts:
+            total = sum(counts.values())
+            parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+            terminalreporter.write_line(f"fuzz: {total} calls: {parts}")

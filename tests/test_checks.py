@@ -1,5 +1,6 @@
 """Every theorem check passes, and fails when fed a deliberately wrong ingredient."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -89,6 +90,18 @@ def swapped_cdf(lr):
     return ct.two_point_cdf(2 / 3 if np.isclose(lr, 0.5) else 0.5)
 
 
+def scaled(fn, factor, field=None):
+    """A near-miss ingredient: ``fn``'s answer (or one field of it) times ``factor``."""
+
+    def wrong(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if field is None:
+            return out * factor
+        return dataclasses.replace(out, **{field: getattr(out, field) * factor})
+
+    return wrong
+
+
 CASES = [
     (c01_backward_contraction, {"backward": ct.forward_iterates}),  # swapped composition order
     (c02_forgetting, {"constant": lambda maps: 0.9 * ct.contraction_constant(maps)}),
@@ -105,6 +118,16 @@ CASES = [
     (c13_neural_networks, {"backward": ct.forward_iterates}),  # swapped composition order
     (c13_neural_networks, {"backward": backward_ignoring_batches}),
 ]
+# Near misses: an ingredient off by 10-20 %, which a loosened tolerance would let through.
+NEAR_MISSES = [
+    (c03_forward_no_pointwise, {"increment": scaled(ct.stationary_mean_squared_increment, 1.2)}),
+    (c07_exact_moments, {"moments": scaled(ct.stationary_moments, 1.1, "cov")}),
+    (c08_average_contraction, {"distance": scaled(ct.backward_distance_squared, 1.2)}),
+    (c10_order_symmetry, {"coefficient": lambda h, m: 1.1 * h / (4 * m)}),
+    (c13_neural_networks, {"backward": lambda maps, theta0, idx, save_steps=None: ct.backward_iterates(
+        maps, theta0, idx, save_steps=save_steps) * 1.01}),
+]
+CASES = CASES + NEAR_MISSES
 IDS = [f"{m.__name__.split('.')[-1]}-{k}" for k, (m, _) in enumerate(CASES)]
 # quick checks over 5 s on two cores run in `contraction verify` and `pytest -m slow`, not by default
 SLOW_CHECKS = {"c04_equality_in_law", "c05_letac", "c07_exact_moments", "c12_examples"}
