@@ -5,8 +5,9 @@ fresh copy of the repository, and runs either the test suite (``--target
 suite``: the pytest files named by the mutant, which are part of the default
 suite) or the theorem checks (``--target verify``: ``python -m proofs_checks
 --quick``). A mutant is *killed* when the target fails, *survives* when it
-passes, and is *stale* when its source text is no longer found (the code
-moved: update the mutant, never count it as killed).
+passes, is *stale* when its source text is no longer found (the code moved:
+update the mutant, never count it as killed), and *invalid* when the same
+selection already fails on the unmutated code (checked once per selection).
 
 Usage::
 
@@ -64,11 +65,27 @@ def _command(mutant: Mutant, target: str) -> list[str]:
     if target == "verify":
         return [sys.executable, "-m", "proofs_checks", "--quick"]
     tests = list(mutant.tests)
-    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
+    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "slow or not slow", *tests]
+
+
+_BASELINE: dict[tuple, bool] = {}
+
+
+def baseline_passes(mutant: Mutant, target: str, timeout: float = 900) -> bool:
+    """The same selection passes on the unmutated code (cached per selection), so a kill means something."""
+    key = (target, mutant.tests if target == "suite" else ())
+    if key not in _BASELINE:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
+        res = subprocess.run(_command(mutant, target), cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=timeout)
+        _BASELINE[key] = res.returncode == 0
+    return _BASELINE[key]
 
 
 def run_one(mutant: Mutant, target: str, keep: bool = False, timeout: float = 900) -> tuple[str, float, str]:
     """Run one mutant; returns (status, seconds, last output lines)."""
+    if not baseline_passes(mutant, target, timeout):
+        return "invalid", 0.0, "the selection fails without the mutation: fix the suite first"
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f"mutant-{mutant.name}-"))
     try:
         _copy_tree(tmp)
@@ -110,7 +127,7 @@ def main(argv=None) -> int:
         return 0
     if args.target == "verify":
         mutants = [m for m in mutants if m.claim_relies]
-    counts = {"killed": 0, "survived": 0, "stale": 0}
+    counts = {"killed": 0, "survived": 0, "stale": 0, "invalid": 0}
     print(f"{len(mutants)} mutants against the {args.target}", flush=True)
     for m in mutants:
         status, seconds, tail = run_one(m, args.target, keep=args.keep)
@@ -121,7 +138,7 @@ def main(argv=None) -> int:
     total = sum(counts.values())
     score = counts["killed"] / total if total else float("nan")
     print(f"score: {counts['killed']}/{total} killed ({100 * score:.0f} %), {counts['survived']} survived, "
-          f"{counts['stale']} stale")
+          f"{counts['stale']} stale, {counts['invalid']} invalid (baseline fails)")
     return 0 if counts["killed"] == total else 1
 
 
