@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
+import signal
 import sys
+import threading
 import time
 
 import proofs_checks
 
-from .core._io import write_json_atomic
+from .core._io import hold_folder, write_json_atomic
+from .core._validation import DivergenceError, check_int, check_real
 from .core.iterates import backward_iterates, forward_iterates
 from .core.sampling import sample_batches
 from .experiments import run_nn_experiment
@@ -78,11 +83,34 @@ class _ProgressBar:
         self.stream.flush()
 
 
+@contextlib.contextmanager
+def _terminate_like_interrupt():
+    """While the block runs, SIGTERM ends the command the way Ctrl-C does: cleanups run first.
+
+    A writer interrupted this way removes its temporary file; the exit status is 128 + 15.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _experiment(args) -> int:
-    result = run_nn_experiment(model=args.model, data=args.data, steps=args.steps, batch_size=args.batch_size,
-                               lr=args.lr, window=args.window, rng=args.seed, weight_decay=args.weight_decay,
-                               warmup=args.warmup, hidden=args.hidden, out_dir=args.out, progress=_ProgressBar())
-    paths = write_experiment_figures(result, args.out)
+    # The folder is held from the first file to the last figure: a second command on it stops at once.
+    with _terminate_like_interrupt(), hold_folder(args.out, "out_dir"):
+        result = run_nn_experiment(model=args.model, data=args.data, steps=args.steps, batch_size=args.batch_size,
+                                   lr=args.lr, window=args.window, rng=args.seed, weight_decay=args.weight_decay,
+                                   warmup=args.warmup, hidden=args.hidden, out_dir=args.out,
+                                   progress=_ProgressBar())
+        paths = write_experiment_figures(result, args.out)
     print(f"{'method':<18} {'grad evals':>10} {'hvp evals':>10} {'loss TV':>9} {'last step':>10} {'test acc':>9}")
     for name, m in result.methods.items():
         print(f"{name:<18} {m.gradient_evals:>10} {m.hvp_evals:>10} {m.loss_total_variation:>9.4f} "
@@ -90,6 +118,33 @@ def _experiment(args) -> int:
     print(result.summary.statement)
     print(f"wrote {os.path.join(args.out, 'results.json')} and " + ", ".join(paths))
     return 0
+
+
+def _integer(name: str, low: int):
+    """An argparse type: an integer ``>= low``, refused with the library's message."""
+    def parse(text: str) -> int:
+        try:
+            return check_int(int(text), name, low)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc) if str(exc).startswith(name) else
+                                             f"{name}: expected an integer >= {low}, got {text!r}") from exc
+    parse.__name__ = "integer"
+    return parse
+
+
+def _real(name: str, low: float, closed: str):
+    """An argparse type: a finite real number above ``low`` (included when ``closed == "left"``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{name}: expected a real number, got {text!r}") from exc
+        try:
+            return check_real(value, name, low, math.inf, closed=closed)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+    parse.__name__ = "number"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,15 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
     nn = esub.add_parser("nn", help="train a small MLP or CNN with the four methods on one batch sequence")
     nn.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
     nn.add_argument("--data", choices=("digits", "synthetic"), default="digits")
-    nn.add_argument("--steps", type=int, default=120)
-    nn.add_argument("--batch-size", type=int, default=16)
-    nn.add_argument("--lr", type=float, default=0.3)
-    nn.add_argument("--window", type=int, default=3, help="window of the anchored and corrected methods")
-    nn.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    nn.add_argument("--weight-decay", type=float, default=0.05)
-    nn.add_argument("--warmup", type=int, default=300, help="forward SGD steps before the comparison")
-    nn.add_argument("--hidden", type=int, default=16, help="MLP hidden width")
-    nn.add_argument("--out", default="nn-results", metavar="DIR")
+    nn.add_argument("--steps", type=_integer("steps", 2), default=120)
+    nn.add_argument("--batch-size", type=_integer("batch_size", 1), default=16)
+    nn.add_argument("--lr", type=_real("lr", 0.0, "neither"), default=0.3)
+    nn.add_argument("--window", type=_integer("window", 1), default=3,
+                    help="window of the anchored and corrected methods")
+    nn.add_argument("--seed", type=_integer("seed", 0), default=DEFAULT_SEED)
+    nn.add_argument("--weight-decay", type=_real("weight_decay", 0.0, "left"), default=0.05)
+    nn.add_argument("--warmup", type=_integer("warmup", 0), default=300, help="forward SGD steps before the comparison")
+    nn.add_argument("--hidden", type=_integer("hidden", 1), default=16, help="MLP hidden width")
+    nn.add_argument("--out", default="nn-results", metavar="DIR",
+                    help="output folder, held by one run at a time (default: nn-results)")
     nn.set_defaults(func=_experiment)
     return parser
 
@@ -155,7 +212,8 @@ def main(argv=None) -> int:
     Returns
     -------
     int
-        The exit status: 0 on success, 1 when a theorem check fails, 2 for a usage error.
+        The exit status: 0 on success, 1 when a theorem check fails, 2 for a usage error (also an
+        output folder another run holds or that cannot be written, and iterates that diverge).
 
     Examples
     --------
@@ -167,7 +225,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, ImportError) as exc:
+    except (ValueError, TypeError, ImportError, OSError, DivergenceError) as exc:
         print(f"contraction: error: {exc}", file=sys.stderr)
         return 2
 

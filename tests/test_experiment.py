@@ -2,6 +2,11 @@
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -140,6 +145,147 @@ def test_cli_experiment_writes_results_and_figures(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "backward" in captured.out and "6/7" in captured.err  # the table, and the progress bar on stderr
     assert json.loads((out / "results.json").read_text())["config"]["seed"] == 0
+
+
+# --- one run per output folder; kills leave no temporary file ------------------------------------
+def temporaries(folder):
+    return sorted(p.name for p in folder.rglob("*") if p.is_file() and ".tmp" in p.name)
+
+
+def wait_for(path, proc, seconds=90.0):
+    """Wait until ``path`` exists (the child reached its pause), failing if the child ended first."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            pytest.fail(f"child ended with status {proc.returncode} before {path.name}: {err[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.communicate()
+            pytest.fail(f"child did not reach {path.name} within {seconds} s")
+        time.sleep(0.02)
+
+
+# A run that pauses after its first method until the file "go" appears.
+PAUSED_RUN = """
+import json, pathlib, sys, time
+import contraction.experiments as ex
+out = pathlib.Path(sys.argv[1])
+def progress(label, done, total):
+    if label == "forward":
+        (out.parent / "paused").touch()
+        deadline = time.monotonic() + 120
+        while not (out.parent / "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+res = ex.run_nn_experiment(data="synthetic", steps=15, window=5, warmup=10, rng=3, out_dir=str(out),
+                           progress=progress)
+print(json.dumps(res.methods["backward"].loss.tolist()))
+"""
+
+# A run (through the library or the command) that stops inside the save of its second method.
+SAVE_INTERRUPTED = """
+import pathlib, sys, time
+import numpy as np
+out, how = pathlib.Path(sys.argv[1]), sys.argv[2]
+real, calls = np.savez, []
+def savez(fh, **arrays):
+    calls.append(1)
+    if len(calls) == 2:
+        fh.write(b"PK\\x03\\x04 half an archive")
+        fh.flush()
+        (out.parent / "saving").touch()
+        time.sleep(120)
+    return real(fh, **arrays)
+np.savez = savez
+if how == "cli":
+    from contraction.cli import main
+    sys.exit(main(["experiment", "nn", "--data", "synthetic", "--steps", "15", "--window", "5", "--warmup",
+                   "10", "--seed", "3", "--out", str(out)]))
+import contraction.experiments as ex
+ex.run_nn_experiment(data="synthetic", steps=15, window=5, warmup=10, rng=3, out_dir=str(out))
+"""
+
+
+def test_second_run_on_one_folder_is_refused_and_the_first_completes(tmp_path, capsys):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-c", PAUSED_RUN, str(out)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(tmp_path / "paused", first)
+        t0 = time.monotonic()
+        with pytest.raises(ValueError, match=r"^out_dir: .*another run"):
+            ex.run_nn_experiment(rng=3, out_dir=str(out), **SMALL)
+        assert main(["experiment", "nn", "--data", "synthetic", "--steps", "15", "--warmup", "10", "--window",
+                     "5", "--seed", "4", "--out", str(out)]) == 2
+        assert time.monotonic() - t0 < 10.0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("contraction: error: out_dir:") and "another run" in err[0]
+    finally:
+        (tmp_path / "go").touch()
+        stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr[-3000:]
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["config"]["seed"] == 3
+    assert on_disk["methods"]["backward"]["loss"] == json.loads(stdout)
+    fresh = ex.run_nn_experiment(rng=3, **SMALL)
+    np.testing.assert_array_equal(fresh.methods["backward"].loss, json.loads(stdout))
+    assert temporaries(out) == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_run_killed_while_saving_leaves_no_temporary_and_a_rerun_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", SAVE_INTERRUPTED, str(out), "library"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(tmp_path / "saving", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    saved = sorted(p.name.split("-")[0] for p in (out / "partial").glob("*.npz"))
+    assert saved == ["forward"]  # the half-written backward result is never seen under its name
+    # the next run in the folder, of any configuration, leaves no temporary file behind
+    ex.run_nn_experiment(rng=4, out_dir=str(out), **SMALL)
+    assert temporaries(out) == []
+    # and the killed configuration resumes: forward is loaded, not recomputed
+    calls = []
+    real = runner.forward_iterates
+    monkeypatch.setattr(runner, "forward_iterates", lambda *a, **k: calls.append(1) or real(*a, **k))
+    res = ex.run_nn_experiment(rng=3, out_dir=str(out), **SMALL)
+    monkeypatch.undo()
+    assert calls == []
+    fresh = ex.run_nn_experiment(rng=3, **SMALL)
+    for name in ex.METHODS:
+        np.testing.assert_array_equal(res.methods[name].trajectory, fresh.methods[name].trajectory, err_msg=name)
+    assert temporaries(out) == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="needs POSIX signals")
+def test_command_terminated_while_saving_removes_its_temporary_file(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", SAVE_INTERRUPTED, str(out), "cli"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for(tmp_path / "saving", proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert temporaries(out) == []
+
+
+def test_a_corrupt_partial_result_is_recomputed(tmp_path):
+    res = ex.run_nn_experiment(rng=2, out_dir=str(tmp_path), **SMALL)
+    (backward,) = (tmp_path / "partial").glob("backward-*.npz")
+    backward.write_bytes(b"not an archive")
+    again = ex.run_nn_experiment(rng=2, out_dir=str(tmp_path), **SMALL)
+    np.testing.assert_array_equal(again.methods["backward"].trajectory, res.methods["backward"].trajectory)
+    with np.load(backward) as f:  # and saved again, whole
+        np.testing.assert_array_equal(f["trajectory"], res.methods["backward"].trajectory)
+
+
+def test_out_dir_that_is_a_file_or_not_a_path_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"^out_dir:"):
+        ex.run_nn_experiment(out_dir=str(tmp_path / "file"), **SMALL)
+    with pytest.raises(TypeError, match=r"^out_dir:"):
+        ex.run_nn_experiment(out_dir=3, **SMALL)
 
 
 BAD = [

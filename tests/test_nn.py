@@ -1,15 +1,22 @@
 """The numpy networks: exact derivatives, batching, validation, iteration, data sets."""
 
+import contextlib
+import json
+import os
+import resource
+import signal
 import sys
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import contraction as ct
+import contraction.experiments as ex
 from contraction import nn
+from contraction.nn import _passes
 from contraction.nn.datasets import Dataset, load_digits_data, teacher_student_data
 
 DATA = teacher_student_data(n_train=48, n_test=24, n_features=16, n_classes=3, rng=7)
@@ -84,6 +91,40 @@ def test_hvp_matches_differences_of_gradients(net, rng):
     assert errors[1] < errors[0] / 50  # the differences converge to hv at second order
 
 
+@pytest.mark.parametrize("activation", ["tanh", "softplus"])
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_hvp_includes_the_second_derivative_of_the_activation(kind, activation, monkeypatch):
+    """∇²f v has a term σ''(z) · (backpropagated δ) · R{z}; the check is made where that term is large."""
+    net = make(kind, activation=activation, weight_decay=0.0)  # no decay: all curvature from the network
+    gen = np.random.default_rng(2024)
+    theta = 0.8 * gen.normal(size=(2, net.dim))  # pre-activations of order 1, where σ'' is far from 0
+    v = gen.normal(size=(2, net.dim))
+    index = np.array([1, 4])
+    eps = 1e-4
+    fd = (net.gradient(theta + eps * v, index) - net.gradient(theta - eps * v, index)) / (2 * eps)
+
+    def error(hv):
+        return np.abs(hv - fd).max() / np.abs(fd).max()
+
+    assert error(net.hvp(theta, v, index)) < 1e-6  # central differences are exact to O(eps²)
+    # The point is sensitive: the same product without the σ'' term misses by far more than the tolerance.
+    real = _passes.second_derivatives
+    monkeypatch.setattr(_passes, "second_derivatives", lambda name, z, a: (real(name, z, a)[0], np.zeros_like(z)))
+    assert error(net.hvp(theta, v, index)) > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_gradient_includes_the_first_derivative_of_the_activation(kind):
+    """∇f back-propagates through σ'(z); checked against differences of the loss along every coordinate."""
+    for activation in ("tanh", "softplus"):
+        net = make(kind, activation=activation, weight_decay=0.1)
+        theta = 0.8 * np.random.default_rng(7).normal(size=net.dim)
+        eps = 1e-6
+        E = np.eye(net.dim)
+        fd = (net.batch_loss(theta + eps * E, 2) - net.batch_loss(theta - eps * E, 2)) / (2 * eps)
+        np.testing.assert_allclose(net.gradient(theta, 2), fd, rtol=1e-6, atol=1e-8, err_msg=activation)
+
+
 def test_hvp_is_symmetric_and_linear(net, rng):
     theta = stack(net, 2, rng)
     index = np.array([0, 3])
@@ -93,8 +134,9 @@ def test_hvp_is_symmetric_and_linear(net, rng):
     np.testing.assert_allclose(net.hvp(theta, 2 * u - v, index), 2 * hu - hv, atol=1e-10)
 
 
-def test_weight_decay_adds_lambda_theta_and_lambda_v(rng):
-    plain, decayed = make("mlp"), make("mlp", weight_decay=0.3)
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_weight_decay_adds_lambda_theta_and_lambda_v(rng, kind):
+    plain, decayed = make(kind), make(kind, weight_decay=0.3)
     theta, v = rng.normal(size=(2, plain.dim))
     dg = decayed.gradient(theta, 2) - plain.gradient(theta, 2)
     np.testing.assert_allclose(dg, 0.3 * theta, atol=1e-12)
@@ -459,3 +501,436 @@ def test_backward_iterates_settle_on_digits(kind):
     assert step_b[-50:].mean() < 0.25 * step_b[:10].mean()
     tv_f, tv_b = (np.abs(np.diff(net.loss(x))).sum() for x in (fwd, bwd))
     assert tv_b < 0.25 * tv_f
+
+
+# --- fuzz: odd input gives finite, well-shaped output or a ValueError/TypeError naming the argument ---
+CALL_SECONDS = 5.0
+EXTRA_ADDRESS_SPACE = 2 * 2**30
+
+
+class Hang(Exception):
+    """A call ran past its time limit."""
+
+
+@contextlib.contextmanager
+def bounded(seconds=CALL_SECONDS):
+    """A time limit and an address-space limit for one call, so a hang or a blow-up fails fast."""
+    if not hasattr(signal, "setitimer") or not os.path.exists("/proc/self/status"):
+        yield
+        return
+
+    def alarm(signum, frame):
+        raise Hang(f"call still running after {seconds} s")
+
+    with open("/proc/self/status") as fh:
+        vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = vm + EXTRA_ADDRESS_SPACE if hard == resource.RLIM_INFINITY else min(vm + EXTRA_ADDRESS_SPACE, hard)
+    old = signal.signal(signal.SIGALRM, alarm)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        signal.signal(signal.SIGALRM, old)
+
+
+def outcome(call, names, *, divergence=False):
+    """Run ``call`` under the limits: its result, or ``None`` when it refused its input properly.
+
+    A refusal is a ValueError or TypeError whose message starts with one of
+    ``names`` (a DivergenceError too, when ``divergence``); anything else fails.
+    """
+    allowed = (ValueError, TypeError, ct.DivergenceError) if divergence else (ValueError, TypeError)
+    with bounded():
+        try:
+            result = call()
+        except allowed as exc:
+            message = str(exc)
+            if not isinstance(exc, ct.DivergenceError):
+                assert message.split(":")[0].split(".")[0] in names, f"{type(exc).__name__}: {message}"
+            assert "\n" not in message, message
+            event(f"refused: {type(exc).__name__}")
+            return None
+    event("returned")
+    return result
+
+
+def finite(value, shape):
+    arr = np.asarray(value)
+    assert arr.shape == shape, (arr.shape, shape)
+    assert np.all(np.isfinite(arr)), arr
+
+
+HUGE = st.sampled_from([10**9, 10**12, 2**62])
+RNGS = st.one_of(
+    st.none(), st.integers(0, 2**70), st.integers(-5, -1), st.sampled_from([True, False, "x", 1.5, [1, 2]]),
+    st.floats(allow_nan=True), st.builds(np.random.PCG64, st.integers(0, 99)),
+    st.builds(np.random.default_rng, st.integers(0, 99)), st.builds(np.random.SeedSequence, st.integers(0, 99)),
+    st.builds(object),
+)
+ODD = st.sampled_from([None, "3", 2.5, True, float("nan"), [], (), object()])
+DTYPES = st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.complex128])
+FUZZ_DATA = teacher_student_data(n_train=16, n_test=8, n_features=9, n_classes=3, rng=1)
+FUZZ_NETS = {
+    "mlp": nn.MLP(FUZZ_DATA.X_train, FUZZ_DATA.y_train, hidden=4, batch_size=4, weight_decay=0.1),
+    "cnn": nn.CNN(FUZZ_DATA.X_train, FUZZ_DATA.y_train, channels=2, kernel_size=2, batch_size=4,
+                  activation="softplus"),
+}
+NET_ARGS = {"theta", "index", "v", "X", "y", "rng", "lr", "probs"}
+
+
+def arrays_like(dim, rows=3):
+    """Parameter stacks of the right and wrong shapes, dtypes and values (nan, inf, 1e308)."""
+    shapes = st.one_of(st.just((dim,)), st.tuples(st.integers(0, rows), st.just(dim)),
+                       hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+    return st.one_of(hnp.arrays(DTYPES, shapes), hnp.arrays(np.float64, shapes, elements=st.floats(-3.0, 3.0)))
+
+
+def indices(m, rows=3):
+    return st.one_of(st.integers(-2, m + 1), hnp.arrays(np.int64, st.integers(0, rows), elements=st.integers(-1, m)),
+                     hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=2, max_side=3)), ODD)
+
+
+@pytest.mark.parametrize("kind", list(FUZZ_NETS))
+@given(data=st.data())
+def test_fuzz_network_methods(kind, data):
+    net = FUZZ_NETS[kind]
+    theta = data.draw(arrays_like(net.dim), label="theta")
+    index = data.draw(indices(net.n_batches), label="index")
+    v = data.draw(st.one_of(arrays_like(net.dim), ODD), label="v")
+    K = np.shape(theta)[0] if np.ndim(theta) == 2 else None
+    rows = K if K is not None else (len(index) if isinstance(index, np.ndarray) and index.ndim == 1 else None)
+    expected = (net.dim,) if rows is None else (rows, net.dim)
+    for method, call in [("gradient", lambda: net.gradient(theta, index)), ("hvp", lambda: net.hvp(theta, v, index)),
+                         ("batch_loss", lambda: net.batch_loss(theta, index))]:
+        out = outcome(call, NET_ARGS)
+        if out is not None:
+            if method == "hvp" and np.ndim(v) == 2:
+                expected = np.shape(v)
+            finite(out, expected if method != "batch_loss" else expected[:-1])
+    for method, call in [("loss", lambda: net.loss(theta)), ("full_gradient", lambda: net.full_gradient(theta)),
+                         ("evaluate", lambda: net.evaluate(theta).loss)]:
+        out = outcome(call, NET_ARGS)
+        if out is not None:
+            finite(out, np.shape(theta) if method == "full_gradient" else np.shape(theta)[:-1])
+
+
+@pytest.mark.parametrize("kind", list(FUZZ_NETS))
+@given(data=st.data())
+def test_fuzz_evaluate_logits_and_maps(kind, data):
+    net = FUZZ_NETS[kind]
+    theta = data.draw(st.one_of(st.just(net.init_params(rng=0)), arrays_like(net.dim)), label="theta")
+    n = data.draw(st.integers(0, 5), label="n")
+    X = data.draw(st.one_of(hnp.arrays(DTYPES, st.one_of(st.just((n, 9)), hnp.array_shapes(max_dims=3, max_side=4))),
+                            ODD), label="X")
+    y = data.draw(st.one_of(hnp.arrays(np.int64, st.just((n,)), elements=st.integers(-1, 3)), ODD), label="y")
+    ev = outcome(lambda: net.evaluate(theta, X, y), NET_ARGS)
+    if ev is not None:
+        finite(ev.loss, np.shape(theta)[:-1])
+        assert np.all((ev.accuracy >= 0) & (ev.accuracy <= 1))
+    z = outcome(lambda: net.logits(theta, X), NET_ARGS)
+    if z is not None:
+        finite(z, (*np.shape(theta)[:-1], np.shape(X)[0], net.n_classes))
+    rng = data.draw(RNGS, label="rng")
+    p = outcome(lambda: net.init_params(rng), NET_ARGS)
+    if p is not None:
+        finite(p, (net.dim,))
+    lr = data.draw(st.one_of(st.floats(allow_nan=True, allow_infinity=True), ODD), label="lr")
+    probs = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, st.integers(0, 6))), label="probs")
+    maps = outcome(lambda: net.sgd_maps(lr, probs), NET_ARGS)
+    if maps is not None:
+        assert maps.n_maps == net.n_batches and maps.lr == lr > 0
+
+
+def draw_arguments(data, table):
+    """Valid values for every argument of ``table``, except at most one drawn from its odd values.
+
+    Returns the odd argument's name (``None`` for none) and the keyword arguments.
+    """
+    odd = data.draw(st.sampled_from([None, *table]), label="odd argument")
+    return odd, {name: data.draw(bad if name == odd else good, label=name) for name, (good, bad) in table.items()}
+
+
+SIZES = st.one_of(st.integers(-2, 0), HUGE, ODD)  # odd sizes
+FLOAT_ARRAYS = hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5))
+LIPSCHITZ_ARGS = {
+    "maps": (st.builds(FUZZ_NETS["mlp"].sgd_maps, st.floats(1e-6, 1e3)),
+             st.one_of(st.just(FUZZ_NETS["mlp"].sgd_maps(1e308)), ODD)),
+    "theta": (st.one_of(st.just(FUZZ_NETS["mlp"].init_params(rng=0)),
+                        hnp.arrays(np.float64, st.tuples(st.integers(0, 3), st.just(FUZZ_NETS["mlp"].dim)),
+                                   elements=st.floats(-3, 3))),
+              st.one_of(arrays_like(FUZZ_NETS["mlp"].dim), ODD)),
+    "index": (st.integers(0, FUZZ_NETS["mlp"].n_batches - 1), indices(FUZZ_NETS["mlp"].n_batches)),
+    "rng": (st.one_of(st.none(), st.integers(0, 2**64), st.builds(np.random.PCG64, st.integers(0, 9))), RNGS),
+    "max_iter": (st.integers(1, 40), st.one_of(st.integers(-1, 0), ODD)),
+    "tol": (st.floats(0.0, 1.0), st.one_of(st.sampled_from([-1.0, float("nan"), float("inf")]), ODD)),
+}
+
+
+@given(data=st.data())
+def test_fuzz_estimate_lipschitz(data):
+    odd, kw = draw_arguments(data, LIPSCHITZ_ARGS)
+    if odd != "theta" and np.ndim(kw["theta"]) == 2:  # one index per row of a stack
+        kw["index"] = np.zeros(len(kw["theta"]), dtype=np.int64) if odd != "index" else kw["index"]
+    est = outcome(lambda: nn.estimate_lipschitz(**kw), {odd} if odd else set())
+    if est is not None:
+        assert np.all(np.isfinite(est)) and np.all(np.asarray(est) >= 0)
+        assert np.ndim(est) in (0, 1)
+
+
+def labels(n, classes=3):
+    return hnp.arrays(np.int64, n, elements=st.integers(0, classes - 1))
+
+
+@st.composite
+def network_data(draw, features=None):
+    features = st.integers(1, 9) if features is None else features
+    n = draw(st.sampled_from([4, 8]))
+    return draw(hnp.arrays(np.float64, (n, draw(features)), elements=st.floats(-2, 2))), draw(labels(n))
+
+
+MLP_ARGS = {
+    "X": (st.none(), st.one_of(hnp.arrays(DTYPES, st.tuples(st.sampled_from([0, 4, 8]), st.integers(0, 9))),
+                               FLOAT_ARRAYS, ODD)),
+    "y": (st.none(), st.one_of(hnp.arrays(np.int64, st.sampled_from([4, 8]), elements=st.integers(-1, 4)),
+                               FLOAT_ARRAYS, ODD)),
+    "hidden": (st.one_of(st.integers(1, 6), st.lists(st.integers(1, 4), max_size=2)),
+               st.one_of(SIZES, st.lists(st.one_of(st.integers(-1, 0), HUGE, ODD), min_size=1, max_size=2))),
+    "batch_size": (st.sampled_from([1, 2, 4]), SIZES),
+    "weight_decay": (st.floats(0.0, 10.0), st.one_of(st.sampled_from([-1.0, float("nan"), float("inf")]), ODD)),
+    "activation": (st.sampled_from(["tanh", "softplus"]), st.sampled_from(["relu", None, 3])),
+    "n_classes": (st.one_of(st.none(), st.integers(3, 6)), st.one_of(st.integers(-1, 2), HUGE, ODD)),
+}
+# A wrong number of rows may be blamed on the labels or the batch size as well as on X.
+RELATED = {"X": {"X", "y", "batch_size"}, "y": {"y", "n_classes"}, "n_classes": {"n_classes", "y"}}
+
+
+@given(data=st.data())
+def test_fuzz_mlp_constructor(data):
+    odd, kw = draw_arguments(data, MLP_ARGS)
+    X, y = data.draw(network_data(), label="valid X, y")
+    kw["X"] = X if kw["X"] is None and odd != "X" else kw["X"]
+    kw["y"] = y if kw["y"] is None and odd != "y" else kw["y"]
+    net = outcome(lambda: nn.MLP(**kw), RELATED.get(odd, {odd}))
+    if net is not None:
+        assert net.dim == sum(fin * fout + fout for fin, fout in net.layer_shapes) <= 2**24
+        finite(net.gradient(np.zeros(net.dim), 0), (net.dim,))
+    elif odd is None:
+        pytest.fail("valid arguments were refused")
+
+
+CNN_ARGS = {
+    "image_shape": (st.sampled_from([None, (3, 3), [3, 3], np.array([3, 3])]),
+                    st.one_of(st.tuples(SIZES, SIZES), st.lists(st.integers(0, 5), max_size=3),
+                              hnp.arrays(DTYPES, hnp.array_shapes(max_dims=2, max_side=3)), st.just((2, 5)), ODD)),
+    "channels": (st.integers(1, 4), SIZES),
+    "kernel_size": (st.integers(1, 3), st.one_of(SIZES, st.just(4))),
+    "hidden": (st.one_of(st.just(()), st.integers(1, 3)), SIZES),
+    "batch_size": (st.sampled_from([1, 2, 4]), SIZES),
+    "activation": (st.sampled_from(["tanh", "softplus"]), st.sampled_from(["relu", None, 3])),
+}
+
+
+@given(data=st.data())
+def test_fuzz_cnn_constructor(data):
+    odd, kw = draw_arguments(data, CNN_ARGS)
+    X, y = data.draw(network_data(features=st.just(9)), label="valid 3 × 3 images")
+    net = outcome(lambda: nn.CNN(X, y, **kw), {odd})
+    if net is not None:
+        finite(net.batch_loss(net.init_params(rng=0), 0), ())
+        finite(net.hvp(net.init_params(rng=1), np.ones(net.dim), 0), (net.dim,))
+    elif odd is None:
+        pytest.fail("valid arguments were refused")
+    shape, k = kw["image_shape"], kw["kernel_size"]
+    idx = outcome(lambda: nn.im2col_indices(shape, k), {"image_shape", "kernel_size"})
+    if idx is not None:
+        h, w = (int(v) for v in shape)
+        assert idx.shape == ((h - k + 1) * (w - k + 1), k * k) and idx.min() >= 0 and idx.max() < h * w
+
+
+TEACHER_ARGS = {
+    "n_train": (st.integers(1, 40), SIZES),
+    "n_test": (st.integers(1, 40), SIZES),
+    "n_features": (st.integers(1, 20), SIZES),
+    "n_classes": (st.integers(2, 6), st.one_of(st.just(1), SIZES)),
+    "hidden": (st.integers(1, 10), SIZES),
+    "temperature": (st.one_of(st.just(0.0), st.floats(1e-300, 1e300)),
+                    st.one_of(st.sampled_from([-1.0, float("nan"), float("inf")]), ODD)),
+    "rng": (st.one_of(st.none(), st.integers(0, 2**64), st.builds(np.random.SeedSequence, st.integers(0, 9))), RNGS),
+}
+
+
+@given(data=st.data())
+def test_fuzz_teacher_student_data(data):
+    odd, kw = draw_arguments(data, TEACHER_ARGS)
+    d = outcome(lambda: teacher_student_data(**kw), {odd})
+    if d is not None:
+        finite(d.X_train, (kw["n_train"], kw["n_features"]))
+        finite(d.X_test, (kw["n_test"], kw["n_features"]))
+        assert d.y_train.shape == (kw["n_train"],) and d.y_test.shape == (kw["n_test"],)
+        assert d.y_train.min() >= 0 and d.y_train.max() < kw["n_classes"]
+    elif odd is None:
+        pytest.fail("valid arguments were refused")
+
+
+def test_tiny_temperature_labels_by_the_largest_teacher_logit():
+    """``softmax(z / T)`` of a tiny T is one-hot on the largest logit, not ``nan`` (and labels 0)."""
+    exact = teacher_student_data(n_train=64, n_test=8, temperature=0.0, rng=5)
+    tiny = teacher_student_data(n_train=64, n_test=8, temperature=1e-300, rng=5)
+    np.testing.assert_array_equal(tiny.y_train, exact.y_train)
+
+
+DIGITS_ARGS = {
+    "n_train": (st.integers(1, 1796), st.one_of(st.sampled_from([0, 1797]), SIZES)),
+    "scaling": (st.sampled_from(["unit", "standard"]), st.sampled_from(["minmax", 3, None])),
+    "rng": (st.one_of(st.none(), st.integers(0, 2**64), st.builds(np.random.PCG64, st.integers(0, 9))), RNGS),
+}
+
+
+@given(data=st.data())
+def test_fuzz_load_digits_data(data):
+    odd, kw = draw_arguments(data, DIGITS_ARGS)
+    d = outcome(lambda: load_digits_data(**kw), {odd})
+    if d is not None:
+        finite(d.X_train, (kw["n_train"], 64))
+        assert len(d.y_train) + len(d.y_test) == 1797
+    elif odd is None:
+        pytest.fail("valid arguments were refused")
+
+
+EXPERIMENT_ARGS = {  # valid tiny values, and odd ones
+    "model": (st.sampled_from(["mlp", "cnn"]), st.one_of(st.sampled_from(["rnn", "MLP"]), ODD)),
+    "data": (st.sampled_from(["synthetic", "synthetic", "digits"]), st.one_of(st.just("mnist"), ODD)),
+    "steps": (st.integers(2, 5), st.one_of(st.integers(-1, 1), HUGE, ODD)),
+    "batch_size": (st.sampled_from([4, 16, 32]), st.one_of(st.sampled_from([0, 7, 5000]), HUGE, ODD)),
+    "lr": (st.one_of(st.floats(1e-3, 1.0), st.floats(1e-300, 1e3)),
+           st.one_of(st.sampled_from([0.0, -1.0, float("nan"), float("inf")]), ODD)),
+    "window": (st.integers(1, 7), st.one_of(st.integers(-1, 0), ODD)),
+    "rng": (st.one_of(st.integers(0, 2**64), st.builds(np.random.PCG64, st.integers(0, 9)),
+                      st.builds(np.random.default_rng, st.integers(0, 9))),
+            st.one_of(st.integers(-5, -1), st.sampled_from([True, "x", 1.5]), st.builds(object))),
+    "weight_decay": (st.floats(0.0, 1.0), st.one_of(st.sampled_from([-1.0, float("nan"), float("inf")]), ODD)),
+    "warmup": (st.integers(0, 4), st.one_of(st.just(-1), HUGE, ODD)),
+    "hidden": (st.integers(1, 6), st.one_of(st.integers(-1, 0), HUGE, ODD)),
+}
+
+
+@given(data=st.data())
+def test_fuzz_run_nn_experiment(data):
+    """A valid tiny run, or one argument made odd: a finite record, a refusal naming that argument, or divergence."""
+    odd = data.draw(st.sampled_from([None, *EXPERIMENT_ARGS]), label="odd argument")
+    kwargs = {name: data.draw(bad if name == odd else good, label=name)
+              for name, (good, bad) in EXPERIMENT_ARGS.items()}
+    res = outcome(lambda: ex.run_nn_experiment(**kwargs), {odd}, divergence=True)
+    if res is not None:
+        steps = kwargs["steps"]
+        for m in res.methods.values():
+            finite(m.loss, (steps + 1,))
+            finite(m.step_norm, (steps,))
+            assert np.all((m.test_accuracy >= 0) & (m.test_accuracy <= 1))
+        assert np.all(np.isfinite(res.contractivity.local_lipschitz))
+        json.dumps(res.to_dict(), allow_nan=False)  # valid JSON: no NaN or Infinity
+
+
+@given(curve=st.one_of(hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=5)), ODD),
+       text=st.one_of(st.floats(allow_nan=True, allow_infinity=True), ODD))
+def test_fuzz_summary_functions(curve, text):
+    tv = outcome(lambda: ex.total_variation(curve), {"curve"})
+    if tv is not None:
+        assert np.isfinite(tv) and tv >= 0
+    words = {"backward_over_forward_final_step_norm": text, "backward_step_norms_decay": True,
+             "backward_over_forward_loss_total_variation": 0.5, "backward_loss_smoother": True,
+             "windowed_over_forward_loss_total_variation": 0.9,
+             "bracket_corrected_over_forward_loss_total_variation": 1.2, "max_local_lipschitz": 0.9,
+             "locally_contractive": True}
+    s = outcome(lambda: ex.describe_summary(**words), set(words))
+    if s is not None:
+        assert isinstance(s, str) and s.count(";") == 3
+    assert outcome(lambda: ex.summarise({"forward": 1}, [1.0]), {"methods"}) is None
+    assert outcome(lambda: ex.summarise(SUMMARY_RUN.methods, []), {"local_lipschitz"}) is None
+
+
+SUMMARY_RUN = ex.run_nn_experiment(data="synthetic", steps=3, warmup=0, rng=0)
+
+
+def test_flat_forward_run_is_reported_as_no_comparison_not_nan_json():
+    res = ex.run_nn_experiment(data="synthetic", steps=4, warmup=0, lr=1e-300, rng=0)
+    assert res.methods["forward"].loss_total_variation == 0.0
+    payload = json.dumps(res.to_dict(), allow_nan=False)
+    assert '"backward_over_forward_loss_total_variation": null' in payload
+    assert "no total-variation comparison" in res.summary.statement
+
+
+HUGE_SIZE_CALLS = [
+    ("hidden", lambda: nn.MLP(X, Y, hidden=10**9, batch_size=8)),
+    ("hidden", lambda: nn.MLP(X, Y, hidden=(10**5, 10**5), batch_size=8)),
+    ("y", lambda: nn.MLP(X, np.r_[Y[:-1], 10**9], batch_size=8)),
+    ("n_classes", lambda: nn.MLP(X, Y, batch_size=8, n_classes=10**9)),
+    ("channels", lambda: nn.CNN(X, Y, channels=10**9, batch_size=8)),
+    ("hidden", lambda: nn.CNN(X, Y, hidden=10**9, batch_size=8)),
+    ("image_shape", lambda: nn.im2col_indices((10**5, 10**5), 3)),
+    ("index", lambda: MLP0.gradient(np.zeros(MLP0.dim), np.zeros(10**7, dtype=np.int64))),
+    ("n_train", lambda: teacher_student_data(n_train=10**9)),
+    ("n_features", lambda: teacher_student_data(n_features=10**9)),
+    ("hidden", lambda: teacher_student_data(hidden=10**9)),
+    ("n_classes", lambda: teacher_student_data(n_classes=10**9)),
+    ("steps", lambda: ex.run_nn_experiment(data="synthetic", steps=10**9, warmup=0)),
+    ("steps", lambda: ex.run_nn_experiment(data="synthetic", steps=10**5, warmup=0)),
+    ("warmup", lambda: ex.run_nn_experiment(data="synthetic", steps=3, warmup=10**9)),
+    ("hidden", lambda: ex.run_nn_experiment(data="synthetic", steps=3, warmup=0, hidden=10**9)),
+    ("steps", lambda: ex.prepare_experiment(data="synthetic", steps=10**9, warmup=0)),
+]
+
+
+@pytest.mark.parametrize("name,call", HUGE_SIZE_CALLS, ids=[f"{c[0]}-{k}" for k, c in enumerate(HUGE_SIZE_CALLS)])
+def test_huge_sizes_are_refused_before_allocating(name, call):
+    with bounded(seconds=2.0), pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value).startswith(f"{name}:"), str(info.value)
+
+
+ODD_ARGUMENT_CALLS = [
+    ("hidden", TypeError, lambda: nn.MLP(X, Y, hidden=None, batch_size=8)),
+    ("hidden", TypeError, lambda: nn.MLP(X, Y, hidden=2.0, batch_size=8)),
+    ("hidden", TypeError, lambda: nn.MLP(X, Y, hidden="16", batch_size=8)),
+    ("image_shape", TypeError, lambda: nn.CNN(X, Y, image_shape="4x4", batch_size=8)),
+    ("image_shape", TypeError, lambda: nn.CNN(X, Y, image_shape=(4.0, 4), batch_size=8)),
+    ("image_shape", TypeError, lambda: nn.CNN(X, Y, image_shape=(np.nan, 4), batch_size=8)),
+    ("kernel_size", ValueError, lambda: nn.im2col_indices((4, 4), 0)),
+    ("kernel_size", ValueError, lambda: nn.im2col_indices((4, 4), 5)),
+    ("image_shape", ValueError, lambda: nn.im2col_indices((-4, 4), 2)),
+    ("X", ValueError, lambda: MLP0.evaluate(np.zeros(MLP0.dim), np.zeros((0, 16)), [])),
+    ("v", TypeError, lambda: MLP0.hvp(np.zeros(MLP0.dim), None, 0)),
+    ("theta", ValueError, lambda: MLP0.batch_loss(np.full(MLP0.dim, 1e300), 0)),
+    ("theta", ValueError, lambda: make("mlp").logits(np.full(MLP0.dim, 1e308), X)),
+    ("v", ValueError, lambda: MLP0.hvp(np.zeros(MLP0.dim), np.full(MLP0.dim, 1e308), 0)),
+    ("maps", ValueError, lambda: nn.estimate_lipschitz(MLP0.sgd_maps(1e308), MLP0.init_params(rng=0), 0)),
+    ("maps", TypeError, lambda: nn.estimate_lipschitz(ct.QuadraticModel([np.eye(2)], [[0.0, 0.0]]), [0.0, 0.0], 0)),
+    ("out_dir", TypeError, lambda: ex.run_nn_experiment(data="synthetic", steps=3, warmup=0, out_dir=3)),
+    ("methods", TypeError, lambda: ex.summarise({}, [1.0])),
+    ("curve", TypeError, lambda: ex.total_variation("abc")),
+    ("curve", ValueError, lambda: ex.total_variation([np.nan, 1.0])),
+    ("curve", ValueError, lambda: ex.total_variation([[1.0, 2.0]])),
+    ("backward_over_forward_final_step_norm", TypeError,
+     lambda: ex.describe_summary(backward_over_forward_final_step_norm="x", backward_step_norms_decay=True,
+                                 backward_over_forward_loss_total_variation=0.5, backward_loss_smoother=True,
+                                 windowed_over_forward_loss_total_variation=0.9,
+                                 bracket_corrected_over_forward_loss_total_variation=1.2, max_local_lipschitz=0.9,
+                                 locally_contractive=True)),
+    ("X_train", ValueError, lambda: Dataset(np.zeros((0, 4)), [], np.zeros((2, 4)), [0, 1], n_classes=2)),
+    ("y_test", ValueError, lambda: Dataset(np.zeros((2, 4)), [0, 1], np.zeros((2, 4)), [0, 5], n_classes=2)),
+    ("image_shape", ValueError, lambda: Dataset(np.zeros((2, 4)), [0, 1], np.zeros((2, 4)), [0, 1], n_classes=2,
+                                                image_shape=(3, 3))),
+    ("dataset", TypeError, lambda: ex.build_network("mlp", "x")),
+]
+
+
+@pytest.mark.parametrize("name,exc,call", ODD_ARGUMENT_CALLS,
+                         ids=[f"{c[0]}-{k}" for k, c in enumerate(ODD_ARGUMENT_CALLS)])
+def test_odd_arguments_name_the_argument(name, exc, call):
+    with bounded(), pytest.raises(exc) as info:
+        call()
+    assert str(info.value).split(":")[0].split(".")[0] == name, str(info.value)

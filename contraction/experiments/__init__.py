@@ -9,7 +9,8 @@ The theory speaks of contractive regions: the start ``θ_0`` is reached by a
 warm-up of forward SGD (with weight decay), and the local Lipschitz constants
 ``‖I − h ∇²f_{ξ_n}(θ_n)‖₂`` along the forward run are reported beside the
 results. Results are written atomically; an interrupted run resumes without
-redoing finished methods.
+redoing finished methods, and one output folder is used by one run at a time
+(a second run on it is refused at once).
 
 Modules, one job each:
 
@@ -18,7 +19,8 @@ Modules, one job each:
 * :mod:`~contraction.experiments.runner`: running the methods, returning the record;
 * :mod:`~contraction.experiments.records`: the records and their JSON form;
 * :mod:`~contraction.experiments.summary`: the comparison in numbers and words;
-* ``_storage``: resumable per-method partial results and ``results.json``.
+* ``_storage``: the held output folder, resumable per-method partial results
+  and ``results.json``.
 
 Drawing the results is the face's job (:mod:`contraction.figures`).
 """
@@ -31,8 +33,8 @@ from .preparation import (
     load_experiment_data,
     prepare_experiment,
 )
-from .records import Contractivity, ExperimentConfig, ExperimentSummary, MethodResult, NNExperimentResult
-from .runner import METHODS, run_nn_experiment
+from .records import METHODS, Contractivity, ExperimentConfig, ExperimentSummary, MethodResult, NNExperimentResult
+from .runner import run_nn_experiment
 from .summary import describe_summary, summarise, total_variation
 
 __all__ = [

@@ -1,34 +1,64 @@
 """Resumable storage of the experiment: per-method partial results and the final ``results.json``.
 
-Each finished method's trajectory and cost are saved at once, atomically
-(a temporary file, then a rename), under a name keyed by a hash of the
-configuration; a later run with the same configuration loads them instead of
-recomputing. The JSON goes through the package's one atomic writer,
-:func:`contraction.core._io.write_json_atomic`.
+One run at a time per output folder: :func:`held_output` holds the folder
+(:func:`contraction.core._io.hold_folder`, a lock the operating system drops
+when the run ends or is killed), so a second run on the same folder is
+refused at once instead of overwriting the first one's files. Holding the
+folder, a run first removes the temporary files that a killed run left.
+
+Each finished method's trajectory and cost are saved at once, atomically,
+under a name keyed by a hash of the configuration; a later run with the same
+configuration loads them instead of recomputing. A saved file that cannot be
+read (or does not fit the configuration) is recomputed and saved again.
+All files go through the package's one atomic writer,
+:mod:`contraction.core._io`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..core._io import write_json_atomic
+from ..core._io import hold_folder, remove_orphaned_temporaries, save_npz_atomic, write_json_atomic
+from ..core._validation import describe
 
-__all__ = ["PartialResults", "SavedMethod", "save_npz_atomic"]
+__all__ = ["PartialResults", "SavedMethod", "check_out_dir", "held_output"]
 
 
-def save_npz_atomic(path, **arrays) -> str:
-    """Write arrays as an ``.npz`` file so that a reader never sees a partial file; returns the path."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
+def check_out_dir(out_dir) -> str | None:
+    """``None``, or the output folder as a str: a path that is not an existing file."""
+    if out_dir is None:
+        return None
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir: expected None or a str or os.PathLike folder, got {describe(out_dir)}")
+    path = os.fsdecode(os.fspath(out_dir))
+    if not path:
+        raise ValueError("out_dir: expected None or a folder, got ''")
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ValueError(f"out_dir: expected a folder, got {path!r}, which is not a folder")
     return path
+
+
+@contextlib.contextmanager
+def held_output(out_dir: str | None):
+    """Hold ``out_dir`` (and its ``partial`` folder) for one run, after removing killed runs' temporaries."""
+    if out_dir is None:
+        yield None
+        return
+    with hold_folder(out_dir, "out_dir") as folder:
+        partial = os.path.join(folder, "partial")
+        if os.path.lexists(partial) and not os.path.isdir(partial):
+            raise ValueError(f"out_dir: expected a folder whose 'partial' is a folder, got {folder!r}")
+        os.makedirs(partial, exist_ok=True)
+        remove_orphaned_temporaries(folder)
+        remove_orphaned_temporaries(partial)
+        yield folder
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,25 +71,36 @@ class SavedMethod:
 
 
 class PartialResults:
-    """Partial results of one configuration under ``out_dir/partial``; ``out_dir=None`` stores nothing."""
+    """Partial results of one configuration under ``out_dir/partial``; ``out_dir=None`` stores nothing.
 
-    def __init__(self, out_dir, config: dict):
-        self.out_dir = None if out_dir is None else os.fspath(out_dir)
+    Use it while :func:`held_output` holds ``out_dir``.
+    """
+
+    def __init__(self, out_dir: str | None, config: dict):
+        self.out_dir = out_dir
         self.key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-        if self.out_dir is not None:
-            os.makedirs(os.path.join(self.out_dir, "partial"), exist_ok=True)
 
     def _path(self, name: str) -> str | None:
         return None if self.out_dir is None else os.path.join(self.out_dir, "partial", f"{name}-{self.key}.npz")
 
-    def load(self, name: str) -> SavedMethod | None:
-        """The saved result of method ``name``, or ``None`` when there is none."""
+    def load(self, name: str, shape: tuple[int, ...]) -> SavedMethod | None:
+        """The saved result of method ``name`` with a trajectory of ``shape``, or ``None`` when there is none.
+
+        A file that cannot be read, or holds something else, counts as none (it is recomputed).
+        """
         path = self._path(name)
         if path is None or not os.path.exists(path):
             return None
-        with np.load(path) as f:
-            trajectory, cost = f["trajectory"], json.loads(str(f["cost"]))
-        return SavedMethod(trajectory, int(cost["gradient"]), int(cost["hvp"]))
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                trajectory = np.array(f["trajectory"], dtype=np.float64)
+                cost = json.loads(str(f["cost"]))
+            saved = SavedMethod(trajectory, int(cost["gradient"]), int(cost["hvp"]))
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+            return None
+        if saved.trajectory.shape != shape or not np.isfinite(saved.trajectory).all():
+            return None
+        return saved
 
     def save(self, name: str, trajectory: np.ndarray, gradient_evals: int, hvp_evals: int) -> None:
         """Save method ``name``'s trajectory and cost (nothing when there is no ``out_dir``)."""

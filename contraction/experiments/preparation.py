@@ -24,6 +24,7 @@ from ..core._validation import (
 from ..core.iterates import forward_iterates
 from ..core.maps import GradientMaps
 from ..core.sampling import sample_batches
+from ..nn._checks import MAX_ELEMENTS, check_size
 from ..nn.cnn import CNN
 from ..nn.datasets import Dataset, load_digits_data, teacher_student_data
 from ..nn.mlp import MLP
@@ -34,6 +35,9 @@ MODELS = ("mlp", "cnn")
 DATA_SETS = ("digits", "synthetic")
 # Children of the experiment's SeedSequence, in this order.
 _STREAMS = ("init", "warmup", "batches", "probe", "data")
+# Most entries of one trajectory, (steps + 1) × dim: each method keeps one, and full
+# backward SGD a stack of the same size (128 MiB of float64 each).
+_MAX_TRAJECTORY = 2**24
 
 
 def _seed_sequence(rng) -> np.random.SeedSequence:
@@ -173,6 +177,32 @@ class ExperimentSetup:
             object.__setattr__(self, name, arr)
 
 
+def _build(model, data, *, steps, batch_size, lr, weight_decay, warmup, hidden, seq):
+    """Validated data set, network and SGD maps (no warm-up yet); sizes refused before any allocation."""
+    steps = check_positive_int(steps, "steps")
+    warmup = check_nonnegative_int(warmup, "warmup")
+    lr = check_lr(lr)
+    check_choice(model, "model", MODELS)
+    check_choice(data, "data", DATA_SETS)
+    check_positive_int(hidden, "hidden")
+    check_size(warmup, "warmup", "warm-up steps (one batch index each)", MAX_ELEMENTS)
+    dataset = load_experiment_data(data, rng=_stream(seq, "data"))
+    net = build_network(model, dataset, batch_size=batch_size, weight_decay=weight_decay, hidden=hidden)
+    check_size((steps + 1) * net.dim, "steps", f"trajectory entries ((steps + 1) × dim {net.dim})",
+               _MAX_TRAJECTORY)
+    return dataset, net, net.sgd_maps(lr)
+
+
+def _warm_start(dataset, net, maps, *, steps, warmup, seq) -> ExperimentSetup:
+    """The warm-up from the initialisation, and the compared batch sequence."""
+    theta0 = net.init_params(_stream(seq, "init"))
+    if warmup:
+        warm = sample_batches(net.n_batches, warmup, rng=_stream(seq, "warmup"))
+        theta0 = forward_iterates(maps, theta0, warm, save_steps=[warmup])[0, 0]
+    batches = sample_batches(net.n_batches, steps, rng=_stream(seq, "batches"))
+    return ExperimentSetup(dataset, net, maps, theta0, batches, seed=seq.entropy, spawn_key=tuple(seq.spawn_key))
+
+
 def prepare_experiment(model="mlp", data="digits", *, steps=120, batch_size=16, lr=0.3, weight_decay=0.05,
                        warmup=300, hidden=16, rng=None) -> ExperimentSetup:
     """Data, network, SGD maps, warm start and batch sequence of one experiment.
@@ -215,17 +245,7 @@ def prepare_experiment(model="mlp", data="digits", *, steps=120, batch_size=16, 
     >>> a.batches.shape == (1, 5) and bool(np.array_equal(a.theta0, b.theta0))
     True
     """
-    steps = check_positive_int(steps, "steps")
-    warmup = check_nonnegative_int(warmup, "warmup")
-    lr = check_lr(lr)
-    check_choice(model, "model", MODELS)
     seq = _seed_sequence(rng)
-    dataset = load_experiment_data(data, rng=_stream(seq, "data"))
-    net = build_network(model, dataset, batch_size=batch_size, weight_decay=weight_decay, hidden=hidden)
-    maps = net.sgd_maps(lr)
-    theta0 = net.init_params(_stream(seq, "init"))
-    if warmup:
-        warm = sample_batches(net.n_batches, warmup, rng=_stream(seq, "warmup"))
-        theta0 = forward_iterates(maps, theta0, warm, save_steps=[warmup])[0, 0]
-    batches = sample_batches(net.n_batches, steps, rng=_stream(seq, "batches"))
-    return ExperimentSetup(dataset, net, maps, theta0, batches, seed=seq.entropy, spawn_key=tuple(seq.spawn_key))
+    dataset, net, maps = _build(model, data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                warmup=warmup, hidden=hidden, seq=seq)
+    return _warm_start(dataset, net, maps, steps=int(steps), warmup=int(warmup), seq=seq)

@@ -13,7 +13,10 @@ from types import MappingProxyType
 
 import numpy as np
 
-__all__ = ["Contractivity", "ExperimentConfig", "ExperimentSummary", "MethodResult", "NNExperimentResult"]
+__all__ = ["METHODS", "Contractivity", "ExperimentConfig", "ExperimentSummary", "MethodResult", "NNExperimentResult"]
+
+#: The training methods of the experiment, in the order they run and are reported.
+METHODS = ("forward", "backward", "windowed", "bracket_corrected")
 
 
 def _readonly(values, dtype=np.float64) -> np.ndarray:
@@ -198,23 +201,30 @@ class ExperimentSummary:
     Attributes
     ----------
     backward_over_forward_final_step_norm : float
-        Mean of the last step norms, backward over forward.
+        Mean of the last step norms, backward over forward; ``nan`` when
+        forward's last steps are 0 (no comparison; ``null`` in JSON).
     backward_step_norms_decay : bool
         Whether that ratio is below 0.1.
     backward_over_forward_loss_total_variation : float
-        Loss total variation, backward over forward.
+        Loss total variation, backward over forward; ``nan`` when forward's is 0.
     backward_loss_smoother : bool
         Whether that ratio is below 1.
     windowed_over_forward_loss_total_variation : float
-        Loss total variation, anchored window over forward.
+        Loss total variation, anchored window over forward; ``nan`` when forward's is 0.
     bracket_corrected_over_forward_loss_total_variation : float
-        Loss total variation, bracket-corrected over forward.
+        Loss total variation, bracket-corrected over forward; ``nan`` when forward's is 0.
     max_local_lipschitz : float
         Largest local Lipschitz estimate along the forward run.
     locally_contractive : bool
         Whether that estimate is below 1.
     statement : str
         The comparison in words, saying where a claim does not hold.
+
+    Examples
+    --------
+    >>> s = ExperimentSummary(0.01, True, 0.5, True, 0.9, 0.8, 1.02, False, "...")
+    >>> s.backward_loss_smoother and not s.locally_contractive
+    True
     """
 
     backward_over_forward_final_step_norm: float
@@ -233,15 +243,19 @@ class ExperimentSummary:
         Returns
         -------
         dict
-            One entry per field.
+            One entry per field; a ratio without comparison (``nan``) is ``None``.
 
         Examples
         --------
-        >>> s = ExperimentSummary(0.01, True, 0.5, True, 0.9, 0.8, 1.02, False, "...")
-        >>> s.to_dict()["backward_step_norms_decay"]
+        >>> s = ExperimentSummary(0.01, True, float("nan"), False, 0.9, 0.8, 1.02, False, "...").to_dict()
+        >>> s["backward_step_norms_decay"] and s["backward_over_forward_loss_total_variation"] is None
         True
         """
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            out[name] = None if isinstance(value, float) and value != value else value
+        return out
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,17 +14,16 @@ import warnings
 import numpy as np
 
 from ..approximations import bracket_corrected_iterates, windowed_backward_iterates
-from ..core._validation import check_positive_int, describe
+from ..core._validation import DivergenceError, check_positive_int, describe
 from ..core.iterates import backward_iterates, forward_iterates
 from ..nn.lipschitz import estimate_lipschitz
-from ._storage import PartialResults
-from .preparation import ExperimentSetup, _renamed_seed, _seed_sequence, _stream, prepare_experiment
-from .records import Contractivity, ExperimentConfig, MethodResult, NNExperimentResult
+from ._storage import PartialResults, check_out_dir, held_output
+from .preparation import ExperimentSetup, _build, _renamed_seed, _seed_sequence, _stream, _warm_start
+from .records import METHODS, Contractivity, ExperimentConfig, MethodResult, NNExperimentResult
 from .summary import summarise, total_variation
 
 __all__ = ["METHODS", "run_nn_experiment"]
 
-METHODS = ("forward", "backward", "windowed", "bracket_corrected")
 # Steps of the forward run where the local Lipschitz constant is estimated (at most this many).
 _N_PROBES = 12
 
@@ -46,8 +45,12 @@ def _run_method(name: str, setup: ExperimentSetup, window: int):
 
 def _method_result(name, setup: ExperimentSetup, trajectory, gradient_evals, hvp_evals) -> MethodResult:
     net, data = setup.network, setup.dataset
-    loss = net.evaluate(trajectory).loss
-    accuracy = net.evaluate(trajectory, data.X_test, data.y_test).accuracy
+    try:
+        loss = net.evaluate(trajectory).loss
+        accuracy = net.evaluate(trajectory, data.X_test, data.y_test).accuracy
+    except ValueError as exc:  # finite iterates whose logits overflow: the run left every sensible region
+        raise DivergenceError(f"{name} iterates reached parameters where the loss overflows ({exc}); "
+                              f"lower lr") from exc
     return MethodResult(name, trajectory, loss, accuracy, np.linalg.norm(np.diff(trajectory, axis=0), axis=1),
                         total_variation(loss), float(accuracy[-1]), gradient_evals, hvp_evals)
 
@@ -77,6 +80,9 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
     the curves. With ``out_dir``, every finished method is saved at once, so
     an interrupted run with the same settings and seed resumes without
     redoing it, and ``results.json`` is written at the end (atomically).
+    A run holds ``out_dir`` from the warm-up to the end: a second run on the
+    same folder is refused at once (``ValueError`` naming ``out_dir``), and a
+    killed run's lock and temporary files do not outlive it.
 
     Parameters
     ----------
@@ -103,8 +109,8 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
     hidden : int, default 16
         MLP hidden width.
     out_dir : str or os.PathLike, optional
-        Where ``results.json`` and the per-method partial results go; nothing
-        is written when ``None``.
+        Where ``results.json`` and the per-method partial results go (created
+        if missing); nothing is written when ``None``. One run at a time.
     progress : callable, optional
         Called as ``progress(label, done, total)`` after each stage.
     seed : int, optional
@@ -129,34 +135,38 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
     rng = _renamed_seed(seed, rng, "run_nn_experiment")
     steps = check_positive_int(steps, "steps", minimum=2)
     window = check_positive_int(window, "window")
+    out_dir = check_out_dir(out_dir)
     report = _progress_callback(progress)
     total = 3 + len(METHODS)
     seq = _seed_sequence(rng)
-    setup = prepare_experiment(model, data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                               warmup=warmup, hidden=hidden, rng=seq)
-    net = setup.network
-    config = ExperimentConfig(model, data, steps, net.batch_size, float(setup.maps.lr), window, int(seq.entropy),
+    dataset, net, maps = _build(model, data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                warmup=warmup, hidden=hidden, seq=seq)
+    config = ExperimentConfig(model, data, steps, net.batch_size, float(maps.lr), window, int(seq.entropy),
                               net.weight_decay, int(warmup), int(hidden), tuple(seq.spawn_key))
-    store = PartialResults(out_dir, config.to_dict())
-    report("warm-up", 1, total)
+    with held_output(out_dir):
+        setup = _warm_start(dataset, net, maps, steps=steps, warmup=int(warmup), seq=seq)
+        store = PartialResults(out_dir, config.to_dict())
+        report("warm-up", 1, total)
+        methods = {}
+        for k, name in enumerate(METHODS):
+            saved = store.load(name, (steps + 1, net.dim))
+            if saved is None:
+                trajectory, grads, hvps = _run_method(name, setup, window)
+                store.save(name, trajectory, grads, hvps)
+            else:
+                trajectory, grads, hvps = saved.trajectory, saved.gradient_evals, saved.hvp_evals
+            methods[name] = _method_result(name, setup, trajectory, grads, hvps)
+            report(name, 2 + k, total)
 
-    methods = {}
-    for k, name in enumerate(METHODS):
-        saved = store.load(name)
-        if saved is None:
-            trajectory, grads, hvps = _run_method(name, setup, window)
-            store.save(name, trajectory, grads, hvps)
-        else:
-            trajectory, grads, hvps = saved.trajectory, saved.gradient_evals, saved.hvp_evals
-        methods[name] = _method_result(name, setup, trajectory, grads, hvps)
-        report(name, 2 + k, total)
-
-    # How contractive are the maps along the forward run? ‖I − h ∇²f_{ξ_{n+1}}(θ_n)‖₂.
-    probe = np.unique(np.linspace(0, steps - 1, min(steps, _N_PROBES)).astype(int))
-    lips = np.atleast_1d(estimate_lipschitz(setup.maps, methods["forward"].trajectory[probe],
-                                            setup.batches[0, probe], rng=_stream(seq, "probe"), max_iter=60))
-    report("contractivity", total - 1, total)
-    result = NNExperimentResult(config, methods, Contractivity(probe, lips), summarise(methods, lips))
-    store.write_results(result.to_dict())
+        # How contractive are the maps along the forward run? ‖I − h ∇²f_{ξ_{n+1}}(θ_n)‖₂.
+        probe = np.unique(np.linspace(0, steps - 1, min(steps, _N_PROBES)).astype(int))
+        try:
+            lips = np.atleast_1d(estimate_lipschitz(setup.maps, methods["forward"].trajectory[probe],
+                                                    setup.batches[0, probe], rng=_stream(seq, "probe"), max_iter=60))
+        except ValueError as exc:
+            raise DivergenceError(f"the local Lipschitz estimates overflow along the forward run ({exc})") from exc
+        report("contractivity", total - 1, total)
+        result = NNExperimentResult(config, methods, Contractivity(probe, lips), summarise(methods, lips))
+        store.write_results(result.to_dict())
     report("done", total, total)
     return result

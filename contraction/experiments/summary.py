@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
-from .records import ExperimentSummary, MethodResult
+from ..core._validation import as_float_array, check_real, describe
+from .records import METHODS, ExperimentSummary, MethodResult
 
 __all__ = ["describe_summary", "summarise", "total_variation"]
 
@@ -29,12 +31,32 @@ def total_variation(curve) -> float:
     >>> total_variation([0.0, 1.0, 0.5, 0.5]) == 1.5
     True
     """
-    c = np.asarray(curve, dtype=np.float64)
-    return float(np.abs(np.diff(c)).sum())
+    c = as_float_array(curve, "curve", ndim=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        tv = float(np.abs(np.diff(c)).sum())
+    if not math.isfinite(tv):
+        raise ValueError(f"curve: expected values whose increments sum to a finite number, got {tv}")
+    return tv
 
 
 def _ratio(a: float, b: float) -> float:
-    return a / b if b > 0 else float("nan")
+    """``a / b``; ``nan`` (no comparison) when ``b`` is 0 or the quotient overflows."""
+    if not b > 0:
+        return float("nan")
+    with np.errstate(over="ignore"):
+        q = float(np.float64(a) / np.float64(b))
+    return q if math.isfinite(q) else float("nan")
+
+
+def _check_methods(methods) -> int:
+    """The number of steps of the four method records (refusing anything else)."""
+    if not isinstance(methods, Mapping) or any(not isinstance(methods.get(n), MethodResult) for n in METHODS):
+        raise TypeError(f"methods: expected a mapping of {METHODS} to MethodResult records, got "
+                        f"{describe(methods)}")
+    lengths = {len(methods[n].step_norm) for n in METHODS}
+    if len(lengths) != 1 or 0 in lengths:
+        raise ValueError(f"methods: expected the same number (>= 1) of steps for every method, got {sorted(lengths)}")
+    return lengths.pop()
 
 
 def summarise(methods: Mapping[str, MethodResult], local_lipschitz) -> ExperimentSummary:
@@ -60,13 +82,15 @@ def summarise(methods: Mapping[str, MethodResult], local_lipschitz) -> Experimen
     >>> s.statement == res.summary.statement
     True
     """
-    steps = len(methods["forward"].step_norm)
+    steps = _check_methods(methods)
+    lips = as_float_array(local_lipschitz, "local_lipschitz", ndim=1)
+    if lips.size == 0:
+        raise ValueError(f"local_lipschitz: expected at least one estimate, got {describe(lips)}")
     tail = max(5, steps // 10)
     fw_tail = float(np.mean(methods["forward"].step_norm[-tail:]))
     bw_tail = float(np.mean(methods["backward"].step_norm[-tail:]))
     tv_f = methods["forward"].loss_total_variation
     tv_b = methods["backward"].loss_total_variation
-    lips = np.asarray(local_lipschitz, dtype=np.float64)
     numbers = {
         "backward_over_forward_final_step_norm": _ratio(bw_tail, fw_tail),
         "backward_step_norms_decay": bool(bw_tail < 0.1 * fw_tail),
@@ -90,17 +114,17 @@ def describe_summary(*, backward_over_forward_final_step_norm, backward_step_nor
     Parameters
     ----------
     backward_over_forward_final_step_norm : float
-        Mean of the last step norms, backward over forward.
+        Mean of the last step norms, backward over forward (``nan``: no comparison).
     backward_step_norms_decay : bool
         Whether that ratio is below 0.1.
     backward_over_forward_loss_total_variation : float
-        Loss total variation, backward over forward.
+        Loss total variation, backward over forward (``nan``: no comparison).
     backward_loss_smoother : bool
         Whether that ratio is below 1.
     windowed_over_forward_loss_total_variation : float
-        Loss total variation, anchored window over forward.
+        Loss total variation, anchored window over forward (``nan``: no comparison).
     bracket_corrected_over_forward_loss_total_variation : float
-        Loss total variation, bracket-corrected over forward.
+        Loss total variation, bracket-corrected over forward (``nan``: no comparison).
     max_local_lipschitz : float
         Largest local Lipschitz estimate.
     locally_contractive : bool
@@ -121,17 +145,46 @@ def describe_summary(*, backward_over_forward_final_step_norm, backward_step_nor
     >>> "overshoots" in text and "expand locally" in text
     True
     """
+    ratios = {
+        "backward_over_forward_final_step_norm": backward_over_forward_final_step_norm,
+        "backward_over_forward_loss_total_variation": backward_over_forward_loss_total_variation,
+        "windowed_over_forward_loss_total_variation": windowed_over_forward_loss_total_variation,
+        "bracket_corrected_over_forward_loss_total_variation": bracket_corrected_over_forward_loss_total_variation,
+    }
+    r = {name: _check_ratio(value, name) for name, value in ratios.items()}
+    flags = {"backward_step_norms_decay": backward_step_norms_decay,
+             "backward_loss_smoother": backward_loss_smoother, "locally_contractive": locally_contractive}
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name}: expected a bool, got {describe(value)}")
+    lip = check_real(max_local_lipschitz, "max_local_lipschitz", 0.0)
+    step_ratio = r["backward_over_forward_final_step_norm"]
+    tv_ratio = r["backward_over_forward_loss_total_variation"]
+    windowed = r["windowed_over_forward_loss_total_variation"]
+    corrected = r["bracket_corrected_over_forward_loss_total_variation"]
     parts = [
-        f"backward step norms decayed to {backward_over_forward_final_step_norm:.1%} of forward's"
-        + ("" if backward_step_norms_decay else " (NOT below 10%: the claim does not hold here)"),
-        f"backward loss total variation is {backward_over_forward_loss_total_variation:.2f}x forward's"
-        + ("" if backward_loss_smoother else " (NOT smoother: the claim does not hold here)"),
-        f"windowed / bracket-corrected loss total variation {windowed_over_forward_loss_total_variation:.2f}x / "
-        f"{bracket_corrected_over_forward_loss_total_variation:.2f}x forward's"
-        + ("" if bracket_corrected_over_forward_loss_total_variation < 1 else
+        ("forward's last steps did not move: no step-norm comparison" if math.isnan(step_ratio) else
+         f"backward step norms decayed to {step_ratio:.1%} of forward's"
+         + ("" if backward_step_norms_decay else " (NOT below 10%: the claim does not hold here)")),
+        ("forward's loss did not change: no total-variation comparison" if math.isnan(tv_ratio) else
+         f"backward loss total variation is {tv_ratio:.2f}x forward's"
+         + ("" if backward_loss_smoother else " (NOT smoother: the claim does not hold here)")),
+        f"windowed / bracket-corrected loss total variation {_times(windowed)} / {_times(corrected)} forward's"
+        + ("" if not corrected >= 1 else
            " (the bracket correction is an O(h^2) expansion: at this learning rate it overshoots)"),
-        f"largest local Lipschitz estimate {max_local_lipschitz:.3f}"
+        f"largest local Lipschitz estimate {lip:.3f}"
         + (" (maps contract locally)" if locally_contractive else
            " (some maps expand locally: outside the strictly contractive regime of the theory)"),
     ]
     return "; ".join(parts)
+
+
+def _check_ratio(value, name: str) -> float:
+    """A ratio: a real number >= 0, or ``nan`` for "no comparison"."""
+    if isinstance(value, (float, np.floating)) and math.isnan(value):
+        return float("nan")
+    return check_real(value, name, 0.0)
+
+
+def _times(ratio: float) -> str:
+    return "n/a" if math.isnan(ratio) else f"{ratio:.2f}x"

@@ -15,7 +15,8 @@ networks), :mod:`~contraction.nn.lipschitz` (local Lipschitz estimates),
 :mod:`~contraction.nn.datasets` (digits and teacher-student data), and the
 private engine (``_network``: checked methods shared by both networks;
 ``_passes``: forward, back-propagation and R-operator passes;
-``_activations``: activations and SciPy's softmax).
+``_activations``: activations and SciPy's softmax; ``_checks``: sizes refused
+before allocating, overflow refused after computing).
 
 Losses
 ------

@@ -11,7 +11,6 @@ into blocks of rows.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +27,7 @@ from ..core._validation import (
 )
 from ..core.maps import GradientMaps
 from ._activations import ACTIVATIONS, softmax_last
+from ._checks import MAX_ELEMENTS, check_labels, check_parameter_count, check_size, culprit, refuse_overflow
 from ._passes import Layout, backprop, cross_entropy, forward, gradient_into, hvp_into, mean_cross_entropy
 
 __all__ = ["Evaluation"]
@@ -39,6 +39,8 @@ _EVAL_BUDGET = 1 << 18
 # Gradients and Hessian-vector products of a stack are computed in blocks of rows
 # with about this many bytes of temporaries each.
 _BLOCK_BYTES = 1 << 21
+# Overflow inside a pass gives inf/nan silently; the public methods then refuse the input.
+_QUIET = {"over": "ignore", "invalid": "ignore", "divide": "ignore", "under": "ignore"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,20 +59,6 @@ class Evaluation:
     accuracy: np.ndarray
 
 
-def _check_labels(y, n: int, n_classes: int | None) -> np.ndarray:
-    """Integer class labels of shape ``(n,)`` in ``[0, n_classes)`` (only ``>= 0`` when ``None``)."""
-    labels = as_indices(y, "y", n_classes, ndim=1, what="class labels")
-    if labels.shape != (n,):
-        raise ValueError(f"y: expected shape ({n},) to match X, got {describe(labels)}")
-    return labels
-
-
-def hidden_widths(hidden) -> tuple[int, ...]:
-    """Widths of hidden layers from an integer or a sequence of integers."""
-    widths = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
-    return tuple(check_positive_int(w, "hidden") for w in widths)
-
-
 class _Network:
     """Shared engine of :class:`~contraction.nn.MLP` and :class:`~contraction.nn.CNN`."""
 
@@ -82,11 +70,12 @@ class _Network:
         n = X.shape[0]
         if n == 0 or X.shape[1] == 0:
             raise ValueError(f"X: expected at least one row and one column, got {describe(X)}")
-        y_arr = _check_labels(y, n, None)
+        y_arr = check_labels(y, n, None)
+        self._classes_from = "n_classes" if n_classes is not None else "y"  # which argument set the classes
         if n_classes is None:
             n_classes = max(2, int(y_arr.max()) + 1)
         c = check_positive_int(n_classes, "n_classes", minimum=2)
-        _check_labels(y_arr, n, c)
+        check_labels(y_arr, n, c)
         b = check_positive_int(batch_size, "batch_size")
         if n % b:
             raise ValueError(f"batch_size: expected a divisor of the number of rows {n} (fixed partition), got {b}")
@@ -101,7 +90,9 @@ class _Network:
         for arr in (self.X, self.y):
             arr.setflags(write=False)
 
-    def _finish(self, sizes):
+    def _finish(self, sizes, knobs: dict[str, int]):
+        """Lay out the parameters of layers ``sizes`` (refused when too many; ``knobs`` as in the check)."""
+        check_parameter_count(sizes, {**knobs, self._classes_from: self.n_classes})
         self._layout = Layout(tuple(sizes), self.activation)
         # Rows per block: about _BLOCK_BYTES of temporaries (parameters, gradient,
         # gathered inputs and activations of one row).
@@ -217,6 +208,8 @@ class _Network:
             raise ValueError(
                 f"index: expected one batch index or {theta.shape[0]} (one per row of theta), got {describe(index)}"
             )
+        if theta.ndim == 1:  # one vector against many indices: the stack is built here
+            check_size(K * self.dim, "index", f"stack entries (batch indices × dim {self.dim})", MAX_ELEMENTS)
         theta = np.ascontiguousarray(np.broadcast_to(theta, (K, self.dim)))
         index = np.broadcast_to(index, (K,))
         if extra is not None:
@@ -241,19 +234,21 @@ class _Network:
     def _gradient(self, theta: np.ndarray, index: np.ndarray) -> np.ndarray:
         """Unchecked batched gradient: ``theta`` (K, dim) C-contiguous, ``index`` (K,)."""
         out = np.empty_like(theta)
-        for s, e in self._blocks(theta.shape[0]):  # blocks of rows, each vectorized
-            i = index[s:e]
-            gradient_into(self._layout, self.weight_decay, self._batch_features[i], self._batch_labels[i],
-                          theta[s:e], out[s:e])
+        with np.errstate(**_QUIET):  # an overflow shows as inf/nan, which the callers check
+            for s, e in self._blocks(theta.shape[0]):  # blocks of rows, each vectorized
+                i = index[s:e]
+                gradient_into(self._layout, self.weight_decay, self._batch_features[i], self._batch_labels[i],
+                              theta[s:e], out[s:e])
         return out
 
     def _hvp(self, theta: np.ndarray, v: np.ndarray, index: np.ndarray) -> np.ndarray:
         """Unchecked Hessian-vector products by the R-operator (forward over reverse)."""
         out = np.empty_like(theta)
-        for s, e in self._blocks(theta.shape[0]):
-            i = index[s:e]
-            hvp_into(self._layout, self.weight_decay, self._batch_features[i], self._batch_labels[i],
-                     theta[s:e], v[s:e], out[s:e])
+        with np.errstate(**_QUIET):
+            for s, e in self._blocks(theta.shape[0]):
+                i = index[s:e]
+                hvp_into(self._layout, self.weight_decay, self._batch_features[i], self._batch_labels[i],
+                         theta[s:e], v[s:e], out[s:e])
         return out
 
     def _map_gradient(self, theta, index):
@@ -308,8 +303,10 @@ class _Network:
         theta, index, _, single = self._stack(theta, index)
         A0, Y = self._batch_features[index], self._batch_labels[index]
         Ws, bs = self._layout.layers(theta)
-        z = forward(self._layout, Ws, bs, A0)[0]
-        out = mean_cross_entropy(z, Y) + 0.5 * self.weight_decay * np.einsum("kp,kp->k", theta, theta)
+        with np.errstate(**_QUIET):
+            z = forward(self._layout, Ws, bs, A0)[0]
+            out = mean_cross_entropy(z, Y) + 0.5 * self.weight_decay * np.einsum("kp,kp->k", theta, theta)
+        refuse_overflow(out, "theta", theta, "the batch loss")
         return out[0] if single else out
 
     def gradient(self, theta, index) -> np.ndarray:
@@ -338,7 +335,7 @@ class _Network:
         True
         """
         theta, index, _, single = self._stack(theta, index)
-        out = self._gradient(theta, index)
+        out = refuse_overflow(self._gradient(theta, index), "theta", theta, "the gradient")
         return out[0] if single else out
 
     def hvp(self, theta, v, index) -> np.ndarray:
@@ -371,8 +368,13 @@ class _Network:
         >>> bool(np.allclose(net.hvp(theta, v, 0), fd, atol=1e-8))
         True
         """
+        v = as_float_array(v, "v", ndim=(1, 2))  # before the stack: None is a bad v, not a missing one
         theta, index, v, single = self._stack(theta, index, extra=v)
         out = self._hvp(theta, v, index)
+        if not np.isfinite(out).all():  # blame theta when its gradient overflows already, else v
+            gradient_finite = np.isfinite(self._gradient(theta, index)).all()
+            refuse_overflow(out, "v" if gradient_finite else "theta", v if gradient_finite else theta,
+                             "the Hessian-vector product")
         return out[0] if single else out
 
     # --- whole training set -------------------------------------------------------------------
@@ -400,7 +402,9 @@ class _Network:
         """
         theta = self._check_theta(theta)
         ev = self.evaluate(theta)
-        return ev.loss + 0.5 * self.weight_decay * np.sum(theta * theta, axis=-1)
+        with np.errstate(**_QUIET):
+            out = ev.loss + 0.5 * self.weight_decay * np.sum(theta * theta, axis=-1)
+        return refuse_overflow(np.asarray(out), "theta", theta, "the training loss")[()]
 
     def full_gradient(self, theta) -> np.ndarray:
         """``∇L(θ)``, the mean of the batch gradients, computed over the training set in chunks.
@@ -432,14 +436,16 @@ class _Network:
         Ws, bs = self._layout.layers(t2)
         g = np.zeros_like(t2)
         part = np.empty_like(t2)
-        for s, e in self._example_chunks(K, n):  # chunks of examples bound the memory
-            z, inputs, pre, acts = forward(self._layout, Ws, bs, feats[None, s:e])
-            p = softmax_last(z)
-            p[:, np.arange(e - s), self.y[s:e]] -= 1.0
-            p *= 1.0 / n
-            g += backprop(self._layout, Ws, inputs, pre, acts, p, part)
-        if self.weight_decay:
-            g += self.weight_decay * t2
+        with np.errstate(**_QUIET):
+            for s, e in self._example_chunks(K, n):  # chunks of examples bound the memory
+                z, inputs, pre, acts = forward(self._layout, Ws, bs, feats[None, s:e])
+                p = softmax_last(z)
+                p[:, np.arange(e - s), self.y[s:e]] -= 1.0
+                p *= 1.0 / n
+                g += backprop(self._layout, Ws, inputs, pre, acts, p, part)
+            if self.weight_decay:
+                g += self.weight_decay * t2
+        refuse_overflow(g, "theta", t2, "the training gradient")
         return g[0] if theta.ndim == 1 else g
 
     def logits(self, theta, X) -> np.ndarray:
@@ -470,8 +476,12 @@ class _Network:
         theta = self._check_theta(theta)
         X = self._check_inputs(X)
         t2 = np.ascontiguousarray(np.atleast_2d(theta))
+        width = max(fout for _, fout in self._layout.sizes) * self._positions
+        check_size(t2.shape[0] * X.shape[0] * width, "X", "activation entries (rows of theta × rows of X × width)")
         Ws, bs = self._layout.layers(t2)
-        z = forward(self._layout, Ws, bs, self._features(X)[None])[0]
+        with np.errstate(**_QUIET):
+            z = forward(self._layout, Ws, bs, self._features(X)[None])[0]
+        refuse_overflow(z, *culprit(t2, X), "the logits")
         return z[0] if theta.ndim == 1 else z
 
     def evaluate(self, theta, X=None, y=None) -> Evaluation:
@@ -509,18 +519,22 @@ class _Network:
             labels = self.y
         else:
             X = self._check_inputs(X)
-            labels = _check_labels(y, X.shape[0], self.n_classes)
+            if X.shape[0] == 0:
+                raise ValueError(f"X: expected at least one example (a mean over none is undefined), got {describe(X)}")
+            labels = check_labels(y, X.shape[0], self.n_classes)
             feats = self._features(X)
         t2 = np.ascontiguousarray(np.atleast_2d(theta))
         K, n = t2.shape[0], feats.shape[0]
         Ws, bs = self._layout.layers(t2)
         ce = np.zeros(K)
         correct = np.zeros(K)
-        for s, e in self._example_chunks(K, n):  # chunks of examples bound the memory
-            z = forward(self._layout, Ws, bs, feats[None, s:e])[0]
-            ce += cross_entropy(z, labels[s:e])
-            correct += (np.argmax(z, axis=-1) == labels[s:e]).sum(axis=1)
-        loss, accuracy = ce / max(n, 1), correct / max(n, 1)
+        with np.errstate(**_QUIET):
+            for s, e in self._example_chunks(K, n):  # chunks of examples bound the memory
+                z = forward(self._layout, Ws, bs, feats[None, s:e])[0]
+                ce += cross_entropy(z, labels[s:e])
+                correct += (np.argmax(z, axis=-1) == labels[s:e]).sum(axis=1)
+        loss, accuracy = ce / n, correct / n
+        refuse_overflow(loss, *culprit(t2, X), "the loss")
         if theta.ndim == 1:
             return Evaluation(loss[0], accuracy[0])
         return Evaluation(loss, accuracy)

@@ -96,7 +96,7 @@ def forward(layout: Layout, Ws, bs, A0: np.ndarray):
         a = activate(layout.activation, z)
         acts.append(a)
         if layer == 0:
-            a = a.reshape(a.shape[0], r, -1)  # flatten (position, channel)
+            a = a.reshape(a.shape[0], r, S * a.shape[2])  # flatten (position, channel); r may be 0
         inputs.append(a)
     return z, inputs, pre, acts
 

@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
-from ..core._validation import as_float_array, check_positive_int
-from ._network import _Network, hidden_widths
+from ..core._validation import as_float_array, check_int, check_positive_int, describe
+from ._checks import MAX_ELEMENTS, check_size, hidden_widths
+from ._network import _Network
 
 __all__ = ["CNN", "im2col_indices"]
 
@@ -42,11 +43,22 @@ def im2col_indices(image_shape, kernel_size: int) -> np.ndarray:
     >>> idx[1].tolist() == [1, 2, 3, 5, 6, 7, 9, 10, 11]       # patch at row 0, column 1
     True
     """
-    H, W = image_shape
-    k = kernel_size
+    H, W = _pair(image_shape)
+    k = check_int(kernel_size, "kernel_size", 1, min(H, W))
+    check_size((H - k + 1) * (W - k + 1) * k * k, "image_shape", "patch entries (positions × kernel_size²)")
     rows = np.arange(H - k + 1)[:, None, None, None] + np.arange(k)[None, None, :, None]
     cols = np.arange(W - k + 1)[None, :, None, None] + np.arange(k)[None, None, None, :]
     return (rows * W + cols).reshape((H - k + 1) * (W - k + 1), k * k)
+
+
+def _pair(image_shape) -> tuple[int, int]:
+    """``(height, width)``: two integers >= 1 (a tuple, list or integer array)."""
+    what = "(height, width), two integers >= 1"
+    if isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, (tuple, list, np.ndarray)):
+        raise TypeError(f"image_shape: expected {what}, got {describe(image_shape)}")
+    if (isinstance(image_shape, np.ndarray) and image_shape.ndim != 1) or len(image_shape) != 2:
+        raise ValueError(f"image_shape: expected {what}, got {describe(image_shape)}")
+    return (check_int(image_shape[0], "image_shape", 1), check_int(image_shape[1], "image_shape", 1))
 
 
 def _image_shape(image_shape, npix: int) -> tuple[int, int]:
@@ -55,8 +67,8 @@ def _image_shape(image_shape, npix: int) -> tuple[int, int]:
         if s * s != npix:
             raise ValueError(f"image_shape: expected (height, width) for {npix} pixels (not a square), got None")
         return (s, s)
-    shape = tuple(int(v) for v in np.atleast_1d(image_shape))
-    if len(shape) != 2 or min(shape) < 1 or shape[0] * shape[1] != npix:
+    shape = _pair(image_shape)
+    if shape[0] * shape[1] != npix:
         raise ValueError(f"image_shape: expected (height, width) with height·width = {npix}, got {image_shape!r}")
     return shape
 
@@ -122,14 +134,19 @@ class CNN(_Network):
         k = check_positive_int(kernel_size, "kernel_size")
         if k > min(shape):
             raise ValueError(f"kernel_size: expected at most {min(shape)} for images {shape}, got {k}")
+        positions = (shape[0] - k + 1) * (shape[1] - k + 1)
+        # the gathered patches of the training set: rows × positions × k²
+        check_size(Xa.shape[0] * positions * k * k, "kernel_size", "gathered patch entries (rows × positions × "
+                   "kernel_size²)", MAX_ELEMENTS)
         ch = check_positive_int(channels, "channels")
         self._setup(Xa, y, batch_size, weight_decay, activation, n_classes)
         self.image_shape, self.kernel_size, self.channels = shape, k, ch
         self.hidden = hidden_widths(hidden)
+        dims = (positions * ch, *self.hidden, self.n_classes)
+        sizes = [(k * k, ch), *itertools.pairwise(dims)]
+        self._positions = positions
         self._patches = im2col_indices(shape, k)
-        self._positions = self._patches.shape[0]
-        dims = (self._positions * ch, *self.hidden, self.n_classes)
-        self._finish([(k * k, ch), *itertools.pairwise(dims)])
+        self._finish(sizes, {"channels": ch, "hidden": max(self.hidden, default=0), "X": positions})
 
     def _features(self, X):
         return X[:, self._patches]  # im2col gather: (n, positions, k²)

@@ -20,13 +20,23 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
-from ..core._validation import as_generator, check_choice, check_int, check_positive_int, check_real
+from ..core._validation import (
+    as_float_array,
+    as_generator,
+    as_indices,
+    check_choice,
+    check_int,
+    check_positive_int,
+    check_real,
+    describe,
+)
+from ._checks import check_size, largest
 
 __all__ = ["Dataset", "load_digits_data", "teacher_student_data"]
 
 
-def _readonly(arr, dtype) -> np.ndarray:
-    arr = np.array(arr, dtype=dtype, copy=True)
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    arr = arr.copy()
     arr.setflags(write=False)
     return arr
 
@@ -71,10 +81,30 @@ class Dataset:
     name: str = ""
 
     def __post_init__(self):
-        for name in ("X_train", "X_test"):
-            object.__setattr__(self, name, _readonly(getattr(self, name), np.float64))
-        for name in ("y_train", "y_test"):
-            object.__setattr__(self, name, _readonly(getattr(self, name), np.int64))
+        c = check_int(self.n_classes, "n_classes", 2)
+        d = None
+        for part in ("train", "test"):
+            X = as_float_array(getattr(self, f"X_{part}"), f"X_{part}", ndim=2)
+            if X.shape[0] == 0 or X.shape[1] == 0 or X.shape[1] != (d or X.shape[1]):
+                want = "at least one row and one column" if d is None else f"at least one row and {d} columns"
+                raise ValueError(f"X_{part}: expected {want}, got {describe(X)}")
+            d = X.shape[1]
+            y = as_indices(getattr(self, f"y_{part}"), f"y_{part}", c, ndim=1, what="class labels")
+            if y.shape != (X.shape[0],):
+                raise ValueError(f"y_{part}: expected shape ({X.shape[0]},) to match X_{part}, got {describe(y)}")
+            object.__setattr__(self, f"X_{part}", _readonly(X))
+            object.__setattr__(self, f"y_{part}", _readonly(y))
+        object.__setattr__(self, "n_classes", c)
+        if self.image_shape is not None:
+            shape = self.image_shape
+            if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+                raise TypeError(f"image_shape: expected None or (height, width), got {describe(shape)}")
+            shape = (check_int(shape[0], "image_shape", 1), check_int(shape[1], "image_shape", 1))
+            if shape[0] * shape[1] != d:
+                raise ValueError(f"image_shape: expected (height, width) with height·width = {d}, got {shape}")
+            object.__setattr__(self, "image_shape", shape)
+        if not isinstance(self.name, str):
+            raise TypeError(f"name: expected a str, got {describe(self.name)}")
 
     @property
     def n_features(self) -> int:
@@ -203,6 +233,13 @@ def teacher_student_data(
     c = check_positive_int(n_classes, "n_classes", minimum=2)
     k = check_positive_int(hidden, "hidden")
     temperature = check_real(temperature, "temperature", 0.0)
+    rows, rows_name = n_train + n_test, ("n_train" if n_train >= n_test else "n_test")
+    for factors, what in (({rows_name: rows, "n_features": d}, "input entries ((n_train + n_test) × n_features)"),
+                          ({"n_features": d, "hidden": k}, "teacher weights (n_features × hidden)"),
+                          ({"hidden": k, "n_classes": c}, "teacher weights (hidden × n_classes)"),
+                          ({rows_name: rows, "hidden": k}, "teacher activations ((n_train + n_test) × hidden)"),
+                          ({rows_name: rows, "n_classes": c}, "teacher logits ((n_train + n_test) × n_classes)")):
+        check_size(largest(factors)[1], largest(factors)[0], what)
     gen = as_generator(rng)
     W1 = gen.normal(size=(d, k)) / math.sqrt(d)
     W2 = gen.normal(size=(k, c)) / math.sqrt(k)
@@ -211,7 +248,9 @@ def teacher_student_data(
     if temperature == 0:
         y = np.argmax(z, axis=1)
     else:
-        p = softmax(z / temperature, axis=1)
+        with np.errstate(over="ignore"):  # a tiny temperature sends the others to -inf: p is one-hot
+            w = (z - z.max(axis=1, keepdims=True)) / temperature
+        p = softmax(w, axis=1)
         y = (p.cumsum(axis=1) < gen.random((len(X), 1))).sum(axis=1)
         y = np.minimum(y, c - 1)
     s = math.isqrt(d)

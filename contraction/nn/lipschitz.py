@@ -15,6 +15,7 @@ from ..core._validation import (
     check_real,
     describe,
 )
+from ._checks import MAX_ELEMENTS, check_size
 
 __all__ = ["estimate_lipschitz"]
 
@@ -68,7 +69,7 @@ def estimate_lipschitz(maps, theta, index, rng=None, *, max_iter: int = 100, tol
     hvp = getattr(maps, "hvp", None)
     if not callable(hvp):
         raise TypeError(f"maps: expected a map family with hvp(theta, v, index), got {describe(maps)}")
-    h = check_lr(getattr(maps, "lr", None))
+    h = check_lr(getattr(maps, "lr", None), "maps.lr")
     theta = as_float_array(theta, "theta", ndim=(1, 2))
     t2 = np.atleast_2d(theta)
     K, d = t2.shape
@@ -80,16 +81,25 @@ def estimate_lipschitz(maps, theta, index, rng=None, *, max_iter: int = 100, tol
         K = index.size
         t2 = np.broadcast_to(t2, (K, d))
     index = np.broadcast_to(index, (K,))
+    check_size(K * d, "index" if theta.ndim == 1 else "theta", "stack entries (rows × d)", MAX_ELEMENTS)
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_real(tol, "tol", 0.0)
     gen = as_generator(rng)
+    if d == 0:
+        raise ValueError(f"theta: expected at least one coordinate, got {describe(theta)}")
+    if K == 0:
+        return np.zeros(0)
     v = gen.normal(size=(K, d))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     est = np.zeros(K)
     for _ in range(max_iter):
-        Jv = v - h * np.asarray(hvp(t2, v, index), dtype=np.float64)
-        norm = np.linalg.norm(Jv, axis=1, keepdims=True)  # ‖J v‖ ≤ ‖J‖ for unit v
+        with np.errstate(over="ignore", invalid="ignore"):
+            Jv = v - h * np.asarray(hvp(t2, v, index), dtype=np.float64)
+            norm = np.linalg.norm(Jv, axis=1, keepdims=True)  # ‖J v‖ ≤ ‖J‖ for unit v
         new = norm[:, 0]
+        if not np.isfinite(new).all():
+            raise ValueError(f"maps: expected ‖I − lr·∇²f‖ finite in float64 at theta, got an overflow "
+                             f"(lr = {h:g}); lower lr")
         v = Jv / np.where(norm > 0, norm, 1.0)
         done = np.all(np.abs(new - est) <= tol * np.maximum(new, 1e-300))
         est = new

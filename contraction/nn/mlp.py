@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from ._network import _Network, hidden_widths
+from ._checks import hidden_widths
+from ._network import _Network
 
 __all__ = ["MLP"]
 
@@ -61,7 +62,7 @@ class MLP(_Network):
         self.hidden = hidden_widths(hidden)
         dims = (self.X.shape[1], *self.hidden, self.n_classes)
         self._positions = 1
-        self._finish(list(itertools.pairwise(dims)))
+        self._finish(list(itertools.pairwise(dims)), {"hidden": max(self.hidden, default=0), "X": dims[0]})
 
     def _features(self, X):
         return X[:, None, :]
