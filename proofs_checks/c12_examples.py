@@ -14,6 +14,8 @@ statements are extra conditions. The exact laws come from the ``cdf``
 ingredient.
 """
 
+import warnings
+
 import numpy as np
 
 import contraction as ct
@@ -52,7 +54,12 @@ def check(quick=False, cdf=ct.two_point_cdf):
         finite_below = np.isfinite(ct.stationary_moments(e3.sgd_maps(0.6)).cov).all()
         gammas = [ct.lyapunov_exponent(e3.sgd_maps(h)).exponent for h in (1.0, 2.0, 2.35)]
         threshold = ct.gaussian_lyapunov_threshold()
-        converge = ct.backward_fixed_point(e3.sgd_maps(2.3), rng=124, tol=1e-6).converged
+        # the limit is of order 1e13-1e15 there: converged to a relative accuracy that rounding allows
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ct.NonConvergenceWarning)
+            fp = ct.backward_fixed_point(e3.sgd_maps(2.3), rng=124, tol=1e-6)
+        converge = fp.converged or (fp.rounding_limited
+                                    and fp.error_bound <= 1e-9 * max(1.0, float(np.abs(fp.x).max())))
         h_tail = 1.0
         maps = e3.sgd_maps(h_tail)
         alpha = ct.tail_index(maps)
@@ -67,7 +74,7 @@ def check(quick=False, cdf=ct.two_point_cdf):
             "E3 covariance refused for h >= 2/3, finite at 0.6": all(refused) and bool(finite_below),
             "E3 γ < 0 up to 2.35 and threshold in [2.40, 2.44]": max(gammas) < 0 and 2.40 < threshold < 2.44
             and ct.gaussian_lyapunov_1d(2.5) > 0,
-            "E3 backward iterates converge at h = 2.3": bool(converge),
+            "E3 backward iterates converge at h = 2.3 (relative bound 1e-9)": bool(converge),
             "E3 Hill estimate within 0.15 of α": abs(hill - alpha) < 0.15,
         },
         ks_pvalues=pvals, lyapunov=gammas, lyapunov_threshold=threshold, tail_index=alpha, hill=hill,

@@ -54,7 +54,8 @@ def test_tail_index_solves_moment_equation_and_is_two_at_threshold():
     maps = e3.sgd_maps(1.3)
     a = ct.tail_index(maps)
     assert np.isclose(maps.probs @ np.abs(maps.A[:, 0, 0]) ** a, 1.0)
-    assert ct.tail_index(ct.two_point_quadratic().sgd_maps(0.5)) == np.inf
+    with pytest.raises(ValueError, match="bounded support"):  # α = ∞ is said, not returned as inf
+        ct.tail_index(ct.two_point_quadratic().sgd_maps(0.5))
     with pytest.raises(ValueError, match="maps"):
         ct.tail_index(e3.sgd_maps(2.6))
 
@@ -212,9 +213,16 @@ def test_stationary_samples_forward_and_backward():
     b = ct.stationary_samples(maps, 3000, rng=1)
     f = ct.stationary_samples(maps, 3000, method="forward", rng=2)
     assert b.method == "backward" and f.method == "forward" and b.error_bound <= 1e-10
+    assert f.error_bound is None and f.bound_kind == "none"  # no bound, said as such (not a silent nan)
     assert ct.compare_laws(b.samples[:, 0], f.samples[:, 0]).pvalue > 1e-3
     again = ct.stationary_samples(maps, 3000, rng=1)
     assert np.array_equal(again.samples, b.samples)
+
+
+def test_hill_estimator_refuses_ties_at_the_top():
+    with pytest.raises(ValueError, match=r"^samples:"):  # log(x_(j)/x_(k)) = 0 for all j: no estimate, not inf
+        ct.hill_estimator([1.0, 1.0, 1.0, 0.5], 2)
+    assert np.isfinite(ct.hill_estimator([4.0, 2.0, 1.0, 0.5], 2))
 
 
 def test_law_comparisons_detect_differences():
@@ -224,3 +232,93 @@ def test_law_comparisons_detect_differences():
     assert ct.ks_against_cdf(u, ct.two_point_cdf(2 / 3)).pvalue < 1e-6
     assert ct.compare_laws(u, u + 0.2).pvalue < 1e-6
     assert np.isclose(ct.wasserstein_1d(u, u + 0.1), 0.1)
+
+
+# --- E3's stand-in for Gaussian features: what "exact" means, and the stated error ------------
+
+
+def test_lyapunov_result_says_which_law_exact_refers_to():
+    maps = ct.gaussian_least_squares_1d(500).sgd_maps(2.0)
+    res = ct.lyapunov_exponent(maps)
+    assert res.exact and "discrete" in res.method and res.method.startswith("exact")
+    mc = ct.lyapunov_exponent(ct.AffineMaps(np.random.default_rng(0).normal(size=(2, 2, 2)), np.zeros((2, 2))),
+                              rng=1, n_steps=50, n_chains=4)
+    assert not mc.exact and mc.method.startswith("Monte Carlo")
+
+
+@pytest.mark.parametrize("n_nodes", [500, 2000])
+def test_e3_log_moments_within_the_stated_error_of_quadrature(n_nodes):
+    from contraction.theory.examples import gaussian_feature_nodes
+
+    nodes = gaussian_feature_nodes(n_nodes)
+    e3 = ct.gaussian_least_squares_1d(n_nodes)
+    grid = np.concatenate([np.arange(1, 26) * 0.1, [0.05, 2 / 3, 2.35, 2.42, 3.0, 5.0]])
+    errors, bounds = [], []
+    for h in grid:
+        discrete = ct.lyapunov_exponent(e3.sgd_maps(h)).exponent  # exact for the discrete family
+        errors.append(abs(discrete - ct.gaussian_lyapunov_1d(h)))
+        bounds.append(nodes.log_moment_error(h))
+    errors, bounds = np.array(errors), np.array(bounds)
+    assert np.all(errors <= bounds)
+    assert np.median(bounds) < 20 / n_nodes  # the statement is not vacuous
+    if n_nodes == 2000:  # the former claim, "within about 1e-3", was false: 7.5e-3 at h = 2
+        assert errors[19] > 5e-3 and np.sum(errors > 1e-3) >= 5
+
+
+def test_gaussian_lyapunov_by_quadrature_matches_an_independent_integral():
+    import mpmath
+
+    for h in (0.3, 1.0, 2.0, 2.42, 3.0):
+        with mpmath.workdps(25):
+            f = lambda x, h=h: 2 * mpmath.log(abs(1 - h * x * x)) * mpmath.npdf(x)
+            exact = mpmath.quad(f, [0, 1 / mpmath.sqrt(h), mpmath.inf])
+        assert abs(ct.gaussian_lyapunov_1d(h) - float(exact)) < 1e-9
+
+
+# --- sizes and tolerances refused before any work ------------------------------------------
+
+
+def test_max_stable_lr_refuses_tolerances_that_never_terminate():
+    x = np.array([-1.0, 1.0, 2.0])
+    model = ct.LinearRegressionModel(x[:, None], x)
+    for bad in (0.0, -1e-3, float("nan"), 1.0):
+        with pytest.raises(ValueError, match=r"^rtol:"):
+            ct.max_stable_lr(model, rtol=bad)
+    assert ct.max_stable_lr(model, rtol=1e-3).mean_square == pytest.approx(2 / 3, rel=1e-3)
+
+
+def test_huge_sizes_are_refused_before_allocating():
+    maps = ct.two_point_quadratic().sgd_maps(0.5)
+    with pytest.raises(ValueError, match=r"^n:"):
+        ct.moments_at_step(maps, [0.0], 10**7)
+    with pytest.raises(ValueError, match=r"^n_steps:"):
+        ct.backward_distance_squared(maps, [0.0], 10**9)
+    with pytest.raises(ValueError, match=r"^n_chains:"):
+        ct.lyapunov_exponent(maps, n_chains=10**12)
+    two_d = ct.AffineMaps(np.stack([0.5 * np.eye(2), 0.3 * np.eye(2)]), np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"^n_steps:"):
+        ct.lyapunov_exponent(two_d, n_steps=10**9)
+    with pytest.raises(ValueError, match=r"^n_chains:"):
+        ct.lyapunov_exponent(two_d, n_steps=10**6, n_chains=64)  # 6.4e7 batch draws
+    with pytest.raises(ValueError, match=r"^n_samples:"):
+        ct.stationary_samples(maps, 10**7, rng=0)
+
+
+def test_moments_at_large_n_are_cheap_once_the_recursion_settles():
+    maps = ct.QuadraticModel(np.stack([np.eye(2), 2 * np.eye(2)]), [[1.0, 0.0], [0.0, 1.0]]).sgd_maps(0.3)
+    far = ct.moments_at_step(maps, [5.0, 5.0], 10**6)  # stops at its floating-point fixed point
+    mom = ct.stationary_moments(maps)
+    np.testing.assert_allclose(far.cov, mom.cov, atol=1e-12)
+    assert far.n == 10**6
+    dist = ct.backward_distance_squared(maps, [5.0, 5.0], 10**5)
+    assert dist.shape == (10**5 + 1,) and dist[-1] == dist[-2] < 1e-300
+
+
+def test_compare_laws_refuses_an_empty_sample():
+    x = np.random.default_rng(0).normal(size=50)
+    with pytest.raises(ValueError, match=r"^y:"):
+        ct.compare_laws(x, np.array([]))
+    with pytest.raises(ValueError, match=r"^x:"):
+        ct.compare_laws(np.array([]), x)
+    with pytest.raises(ValueError, match=r"^y:"):
+        ct.compare_laws(x.reshape(25, 2), np.empty((0, 2)), rng=0)

@@ -22,8 +22,8 @@ import scipy.sparse.linalg
 from ..core._kernels import _grouped_matmul
 from ..core._validation import (
     as_generator,
+    check_int,
     check_nonnegative_int,
-    check_positive_int,
     check_real,
     describe,
 )
@@ -31,6 +31,8 @@ from ..core.maps import check_affine_maps
 from ..core.sampling import sample_batches
 
 __all__ = [
+    "MAX_LYAPUNOV_CHAINS",
+    "MAX_LYAPUNOV_DRAWS",
     "LyapunovBounds",
     "LyapunovResult",
     "StableLearningRates",
@@ -85,7 +87,16 @@ class LyapunovResult:
     n_chains : int
         Number of chains of the Monte Carlo estimate (0 when exact).
     exact : bool
-        Whether ``exponent`` is exact (one-dimensional maps).
+        Whether ``exponent`` is exact (one-dimensional maps) *for the family
+        passed in*, a discrete law of maps. When that family stands for a
+        continuous one (the E3 nodes standing for Gaussian features, see
+        :func:`contraction.gaussian_least_squares_1d`), the exact value of
+        the stand-in still differs from the continuous one; for Gaussian
+        features that value is :func:`contraction.gaussian_lyapunov_1d`.
+    method : str
+        How ``exponent`` was obtained and for which law: ``"exact: Σ p_i
+        log|a_i| over the given (discrete) family"`` or ``"Monte Carlo:
+        renormalised products over the given (discrete) family"``.
     """
 
     exponent: float
@@ -93,6 +104,15 @@ class LyapunovResult:
     n_steps: int
     n_chains: int
     exact: bool
+    method: str = ""
+
+
+#: Largest number of batch draws ``n_chains · (burn_in + n_steps)`` of :func:`lyapunov_exponent`.
+MAX_LYAPUNOV_DRAWS = 10**7
+#: Largest ``n_chains`` of :func:`lyapunov_exponent` (one spawned stream each).
+MAX_LYAPUNOV_CHAINS = 10**5
+_EXACT = "exact: Σ p_i log|a_i| over the given (discrete) family"
+_MONTE_CARLO = "Monte Carlo: renormalised products over the given (discrete) family"
 
 
 def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> LyapunovResult:
@@ -112,11 +132,13 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
         Source of the batch sequences (spawned streams, one per chain) and of
         the start vectors. Unused for one-dimensional maps.
     n_steps : int, default 2000
-        Steps per chain after the burn-in.
+        Steps per chain after the burn-in, ``>= 1``.
     n_chains : int, default 64
-        Independent chains, ``>= 2``.
+        Independent chains, in ``[2, MAX_LYAPUNOV_CHAINS]`` (``10**5``).
     burn_in : int, default 50
-        Steps discarded at the start of each chain, ``>= 0``.
+        Steps discarded at the start of each chain, ``>= 0``. The draws
+        ``n_chains · (burn_in + n_steps)`` are at most
+        ``MAX_LYAPUNOV_DRAWS`` (``10**7``), checked before anything is allocated.
 
     Returns
     -------
@@ -134,16 +156,20 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
     """
     maps = check_affine_maps(maps)
     gen = as_generator(rng)
-    n_steps = check_positive_int(n_steps, "n_steps")
-    n_chains = check_positive_int(n_chains, "n_chains", minimum=2)
-    burn_in = check_nonnegative_int(burn_in, "burn_in")
+    n_steps = check_int(n_steps, "n_steps", 1, MAX_LYAPUNOV_DRAWS)
+    n_chains = check_int(n_chains, "n_chains", 2, MAX_LYAPUNOV_CHAINS)
+    burn_in = check_int(burn_in, "burn_in", 0, MAX_LYAPUNOV_DRAWS)
+    if n_chains * (burn_in + n_steps) > MAX_LYAPUNOV_DRAWS:
+        name = "n_steps" if 2 * (burn_in + n_steps) > MAX_LYAPUNOV_DRAWS else "n_chains"  # too long even for 2 chains
+        raise ValueError(f"{name}: expected n_chains · (burn_in + n_steps) <= {MAX_LYAPUNOV_DRAWS:.0e} batch "
+                         f"draws, got {n_chains} · {burn_in + n_steps}")
     if maps.dim == 1:
         a = np.abs(maps.A[:, 0, 0])
         with np.errstate(divide="ignore"):
             logs = np.log(a)
         pos = maps.probs > 0
         gamma = float(np.sum(maps.probs[pos] * logs[pos]))
-        return LyapunovResult(gamma, 0.0, 0, 0, True)
+        return LyapunovResult(gamma, 0.0, 0, 0, True, _EXACT)
     # the batch sequences come from spawned children, the start vectors from gen's own stream
     idx = sample_batches(maps.n_maps, burn_in + n_steps, n_chains, probs=maps.probs, rng=gen)
     v = gen.normal(size=(n_chains, 1, maps.dim))
@@ -155,13 +181,14 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
             v = _grouped_matmul(v, At, idx[:, k])
             r = np.linalg.norm(v, axis=-1)  # (C, 1)
             if np.any(r == 0):
-                return LyapunovResult(-np.inf, 0.0, k + 1, n_chains, False)
+                return LyapunovResult(-np.inf, 0.0, k + 1, n_chains, False, _MONTE_CARLO)
             v /= r[..., None]
             if k >= burn_in:
                 total += np.log(r[:, 0])
     per_chain = total / n_steps
     return LyapunovResult(
-        float(per_chain.mean()), float(per_chain.std(ddof=1) / np.sqrt(n_chains)), n_steps, n_chains, False
+        float(per_chain.mean()), float(per_chain.std(ddof=1) / np.sqrt(n_chains)), n_steps, n_chains, False,
+        _MONTE_CARLO,
     )
 
 
@@ -266,9 +293,9 @@ def tail_index(maps) -> float:
     r"""Compute Kesten's tail index ``α > 0`` of one-dimensional maps ``θ ↦ a θ + b``: ``E|a|^α = 1``.
 
     Requires ``E log|a| < 0`` (a stationary law exists) and ``P(|a| > 1) > 0``
-    (otherwise the law has bounded support and ``α = inf`` is returned). The
-    stationary law then has ``P(|θ| > t) ~ C t^{−α}``; its variance is finite
-    iff ``α > 2``.
+    (otherwise the law has bounded support, ``α = ∞``, and a ``ValueError``
+    says so). The stationary law then has ``P(|θ| > t) ~ C t^{−α}``; its
+    variance is finite iff ``α > 2``.
 
     Parameters
     ----------
@@ -278,7 +305,7 @@ def tail_index(maps) -> float:
     Returns
     -------
     float
-        ``α``, the positive root of ``log E|a|^α`` (found by ``brentq``), or ``inf``.
+        ``α``, the positive root of ``log E|a|^α`` (found by ``brentq``).
 
     Examples
     --------
@@ -300,7 +327,9 @@ def tail_index(maps) -> float:
     if not gamma < 0:
         raise ValueError(f"maps: expected E log|a| < 0 (a stationary law), got {gamma:.4g}")
     if not np.any(a > 1):
-        return float("inf")
+        raise ValueError("maps: expected some |a_i| > 1 (with positive probability); with every |a_i| <= 1 the "
+                         "stationary law has bounded support, every moment is finite and there is no finite "
+                         "tail index (α = ∞)")
     loga = np.log(np.where(a > 0, a, 1.0))
 
     def g(alpha):  # log E|a|^α, convex, g(0) = 0, g'(0) = γ < 0
@@ -308,10 +337,8 @@ def tail_index(maps) -> float:
         return float(np.logaddexp.reduce(terms))
 
     hi = 1.0
-    while g(hi) <= 0:
+    while g(hi) <= 0:  # g(α) >= log p_j + α log a_j → +∞ for the a_j > 1: this ends
         hi *= 2.0
-        if hi > 1e6:  # pragma: no cover - only with degenerate inputs
-            return float("inf")
     return float(scipy.optimize.brentq(g, 1e-12, hi, xtol=1e-13, rtol=1e-13))
 
 

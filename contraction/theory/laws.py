@@ -171,4 +171,8 @@ def hill_estimator(samples, k) -> float:
         raise ValueError(f"k: expected fewer than the {x.size} samples, got {k}")
     if x[k] <= 0:
         raise ValueError("samples: expected at least k + 1 non-zero values")
-    return float(k / np.sum(np.log(x[:k] / x[k])))
+    total = float(np.sum(np.log(x[:k] / x[k])))
+    if not total > 0:
+        raise ValueError(f"samples: expected the {k} largest |samples| not all equal to the next one "
+                         f"({x[k]!r}); the Hill estimate is undefined")
+    return k / total

@@ -23,6 +23,7 @@ import scipy.sparse.linalg
 from ..core._validation import (
     as_float_array,
     check_choice,
+    check_int,
     check_nonnegative_int,
     check_real,
     describe,
@@ -37,6 +38,8 @@ from .diagnostics import (
 )
 
 __all__ = [
+    "MAX_MOMENT_STEPS",
+    "RANK_RTOL",
     "MomentsAtStep",
     "StationaryLawError",
     "StationaryMoments",
@@ -46,6 +49,12 @@ __all__ = [
     "stationary_mean_squared_increment",
     "stationary_moments",
 ]
+
+
+#: Largest ``n`` of :func:`moments_at_step` and :func:`backward_distance_squared` (each step costs ``O(m d³)``).
+MAX_MOMENT_STEPS = 10**6
+#: Relative tolerance of the rank decisions that build the reachable subspace (see :func:`stationary_moments`).
+RANK_RTOL = 1e-10
 
 
 class StationaryLawError(ValueError):
@@ -65,12 +74,20 @@ class StationaryMoments:
     second_moment : ndarray, shape (d, d)
         ``E[Z Zᵀ]``.
     residual : float
-        Relative residual of the defining linear equation of the second moment.
+        Relative residual of the defining equation of the second moment (SPEC §2)
+        in the full space, ``‖S − Σ p_i (A_i S A_iᵀ + A_i μ b_iᵀ + b_i μᵀ A_iᵀ + b_i b_iᵀ)‖``
+        over the norm of the source term ``Σ p_i (A_i μ b_iᵀ + b_i μᵀ A_iᵀ + b_i b_iᵀ)``.
     mean_square_radius : float
-        ``ρ(Σ p_i A_i ⊗ A_i)``.
+        ``ρ(Σ p_i A_i ⊗ A_i)`` on the whole space.
     method : str
         ``"direct"`` (Kronecker solve), ``"iterative"`` (GMRES on the operator)
-        or ``"common fixed point"`` (a point mass).
+        or ``"common fixed point"`` (a point mass: the reachable subspace is ``{0}``).
+    reachable_dim : int or None
+        Dimension ``k`` of the reachable subspace ``V`` (see :func:`stationary_moments`);
+        ``Z − μ`` lies in ``V``. ``None`` in records not made by :func:`stationary_moments`.
+    reachable_radius : float or None
+        ``ρ(Σ p_i Ã_i ⊗ Ã_i)`` of the maps restricted to ``V`` (0 when ``V = {0}``):
+        the covariance exists because it is ``< 1``. ``None`` as above.
     """
 
     mean: np.ndarray
@@ -79,6 +96,8 @@ class StationaryMoments:
     residual: float
     mean_square_radius: float
     method: str
+    reachable_dim: int | None = None
+    reachable_radius: float | None = None
 
 
 def _start(maps: AffineMaps, theta0) -> np.ndarray:
@@ -118,12 +137,13 @@ def _second_moment_source(maps: AffineMaps, mu: np.ndarray) -> np.ndarray:
     return R + R.T + np.einsum("m,mi,mj->ij", p, b, b)
 
 
-def _infinite_covariance(maps: AffineMaps, rho: float) -> StationaryLawError:
+def _infinite_covariance(maps: AffineMaps, rho: float, where: str = "") -> StationaryLawError:
     """The error for ``ρ >= 1``, saying whether a (heavy-tailed) stationary law exists.
 
     The sign of the Lyapunov exponent decides; it is bracketed without
     sampling by :func:`contraction.theory.diagnostics.lyapunov_bounds` (exact
-    in one dimension).
+    in one dimension). ``maps`` are the maps restricted to the reachable
+    subspace (``where`` says so in the message).
     """
     bounds = lyapunov_bounds(maps)
     if bounds.upper < 0:
@@ -137,9 +157,119 @@ def _infinite_covariance(maps: AffineMaps, rho: float) -> StationaryLawError:
         law = (f"Whether a stationary law exists depends on the sign of the Lyapunov exponent γ, which lies in "
                f"[{bounds.lower:.4g}, {bounds.upper:.4g}]; estimate it with lyapunov_exponent(maps, rng=...).")
     return StationaryLawError(
-        f"maps: the stationary covariance is infinite (mean-square radius ρ(Σ p_i A_i⊗A_i) = "
+        f"maps: the stationary covariance is infinite (mean-square radius ρ(Σ p_i A_i⊗A_i){where} = "
         f"{rho:.6g} >= 1). {law}"
     )
+
+
+def _reference_point(maps: AffineMaps):
+    """The stationary mean ``μ`` and whether the mean map is stable.
+
+    ``ρ(Ā) < 1``: ``μ = (I − Ā)^{-1} b̄``. Otherwise a point fixed by every
+    map, when there is one; ``None`` when neither exists.
+    """
+    Abar, bbar = maps.mean_map()
+    if spectral_radius(Abar) < 1:
+        return np.linalg.solve(np.eye(maps.dim) - Abar, bbar), True
+    return _common_fixed_point(maps), False
+
+
+def _reachable_subspace(A: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, noises: np.ndarray) -> np.ndarray:
+    r"""Orthonormal basis ``Q`` (d, k) of the smallest subspace invariant under every ``A_i`` with the offsets.
+
+    Starting from ``span{c_i}``, every basis vector ``q`` is mapped by every
+    ``A_i``. The part ``r`` of a candidate orthogonal to the basis so far
+    (Gram-Schmidt, twice) makes a new basis vector when ``‖r‖`` exceeds both
+    ``RANK_RTOL`` times the size of the candidate (``sizes[i]`` for the
+    offset ``c_i``, ``‖A_i‖₂`` for an image ``A_i q``) and 100 times its own
+    rounding error: ``noises[i]`` for an offset, ``‖A_i‖₂ (ε_q + (d + 2) u)``
+    for an image, where ``ε_q`` is the error of the direction ``q`` (its
+    error over its norm when it was kept), plus the errors brought in by the
+    orthogonalisation. ``k = 0``: the subspace is ``{0}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.array([np.diag([0.5, 0.1]), np.diag([0.3, 1.8])])
+    >>> Q = _reachable_subspace(A, np.array([[1.0, 0.0], [-1.0, 0.0]]), np.ones(2), np.full(2, 1e-16))
+    >>> Q.shape == (2, 1) and bool(np.allclose(np.abs(Q[:, 0]), [1.0, 0.0]))
+    True
+    """
+    d = A.shape[1]
+    u = np.finfo(float).eps / 2
+    basis: list = []
+    errors: list = []  # error of the direction of each basis vector
+
+    def consider(v, size, noise):
+        for _ in range(2):
+            for q, err in zip(basis, errors, strict=True):
+                coeff = q @ v
+                v = v - coeff * q
+                noise += abs(coeff) * err
+        norm = float(np.linalg.norm(v))
+        if norm > RANK_RTOL * size and norm > 100.0 * noise:
+            basis.append(v / norm)
+            errors.append((noise + (d + 2) * u * norm) / norm)
+
+    for c, size, noise in zip(offsets, sizes, noises, strict=True):
+        if len(basis) == d:
+            break
+        consider(c, size, noise)
+    norms = np.linalg.norm(A, 2, axis=(1, 2))
+    j = 0
+    while j < len(basis) < d:
+        q, err = basis[j], errors[j]
+        for image, norm in zip(A @ q, norms, strict=True):
+            if len(basis) == d:
+                break
+            consider(image, norm, norm * (err + (d + 2) * u))
+        j += 1
+    return np.array(basis).T if basis else np.zeros((d, 0))
+
+
+def _offset_sizes(maps: AffineMaps, mu: np.ndarray):
+    """Size of the terms that form each offset ``c_i = A_i μ + b_i − μ``, and a bound on its rounding error.
+
+    The error has two parts: forming ``c_i`` from ``μ`` (``(d + 2) u`` times the
+    size) and the error of ``μ`` itself, about ``cond(I − Ā) d u ‖μ‖``, carried
+    by ``A_i − I``.
+    """
+    d = maps.dim
+    u = np.finfo(float).eps / 2
+    norm_mu = float(np.linalg.norm(mu))
+    norms = np.linalg.norm(maps.A, 2, axis=(1, 2))
+    sizes = norms * norm_mu + np.linalg.norm(maps.b, axis=1) + norm_mu
+    Abar = maps.mean_map().A
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        cond = float(np.linalg.cond(np.eye(d) - Abar))
+    mu_error = min(cond, 1.0 / u) * d * u * norm_mu
+    return sizes, (d + 2) * u * sizes + (norms + 1.0) * mu_error
+
+
+def _solve_covariance(reduced: AffineMaps, use_direct: bool, dense: bool, dense_max_dim: int, tol: float):
+    """Covariance ``Σ̃ = Σ p_i (Ã_i Σ̃ Ã_iᵀ + c̃_i c̃_iᵀ)`` of the centred maps on ``V``, its radius and method.
+
+    The covariance is ``None`` when ``ρ(Σ p_i Ã_i ⊗ Ã_i) >= 1`` (the caller
+    raises, with its context).
+    """
+    k = reduced.dim
+    K = mean_square_matrix(reduced) if dense or use_direct else None  # formed once per call
+    rho = spectral_radius(K) if dense else mean_square_radius(reduced, dense_max_dim=dense_max_dim)
+    if rho >= 1.0 - 1e-12:  # at ρ = 1 the variance is already infinite
+        return None, rho, ""
+    C = np.einsum("m,mi,mj->ij", reduced.probs, reduced.b, reduced.b)
+    if use_direct:
+        return np.linalg.solve(np.eye(k * k) - K, C.ravel()).reshape(k, k), rho, "direct"
+    op = mean_square_operator(reduced)
+    lhs = scipy.sparse.linalg.LinearOperator((k * k, k * k), matvec=lambda x: x - op.matvec(x), dtype=np.float64)
+    sol, info = scipy.sparse.linalg.gmres(lhs, C.ravel(), x0=C.ravel(), rtol=tol, atol=0.0, restart=50,
+                                          maxiter=2000)
+    if info != 0:
+        raise StationaryLawError(
+            f"method: the iterative solver did not converge (info={info}); use method='direct' "
+            f"or a smaller learning rate"
+        )
+    return sol.reshape(k, k), rho, "iterative"
 
 
 def stationary_moments(maps, method="auto", tol=1e-12, dense_max_dim=20) -> StationaryMoments:
@@ -149,32 +279,58 @@ def stationary_moments(maps, method="auto", tol=1e-12, dense_max_dim=20) -> Stat
     ``S = Σ p_i (A_i S A_iᵀ + A_i μ b_iᵀ + b_i μᵀ A_iᵀ + b_i b_iᵀ)``;
     ``Σ_π = S − μ μᵀ``.
 
+    The covariance is decided and solved on the *reachable subspace* ``V``:
+    the smallest subspace invariant under every ``A_i`` that contains the
+    offsets ``c_i = A_i μ + b_i − μ``. With ``Z ~ π`` and an independent
+    batch ``ξ``, ``Z − μ = A_ξ (Z − μ) + c_ξ``, so ``Z − μ`` lies in ``V``
+    and, for an orthonormal basis ``Q`` of ``V``, ``Ã_i = Qᵀ A_i Q`` and
+    ``c̃_i = Qᵀ c_i``, the covariance is ``Q Σ̃ Qᵀ`` with
+    ``Σ̃ = Σ p_i (Ã_i Σ̃ Ã_iᵀ + c̃_i c̃_iᵀ)`` (``Σ p_i c_i = 0``). It is finite
+    iff ``ρ(Σ p_i Ã_i ⊗ Ã_i) < 1``: the noise never reaches the directions
+    outside ``V``, however unstable the maps are there. A common fixed point
+    is the case ``V = {0}`` (a point mass).
+
+    ``V`` is built from ``span{c_i}`` by applying every ``A_i`` to every new
+    basis vector (Gram-Schmidt, twice). Rank decisions use the relative
+    tolerance ``RANK_RTOL = 1e-10``: an offset counts when its part outside
+    the basis so far exceeds ``RANK_RTOL · (‖A_i‖₂ ‖μ‖ + ‖b_i‖ + ‖μ‖)`` (the
+    size of the terms that form it), an image ``A_i q`` of a basis vector
+    when its new part exceeds ``RANK_RTOL · ‖A_i‖₂``; in both cases it must
+    also exceed 100 times its own rounding error (propagated from that of
+    ``μ``, about ``cond(I − Ā)`` times ``d u ‖μ‖``, and of the directions it
+    came from), so that a rounding error never opens a direction.
+
     Parameters
     ----------
     maps : AffineMaps
         The family ``T_i(θ) = A_i θ + b_i`` with its probabilities.
     method : {"auto", "direct", "iterative"}
-        ``"direct"`` solves the ``d² × d²`` Kronecker system; ``"iterative"``
-        runs GMRES on ``S ↦ S − Σ p_i A_i S A_iᵀ`` (each product ``O(m d³)``).
-        ``"auto"`` is direct for ``d <= dense_max_dim``.
+        ``"direct"`` solves the ``k² × k²`` Kronecker system on ``V``
+        (``k = dim V``); ``"iterative"`` runs GMRES on
+        ``Σ ↦ Σ − Σ p_i Ã_i Σ Ã_iᵀ`` (each product ``O(m k³)``). ``"auto"`` is
+        direct for ``k <= dense_max_dim``.
     tol : float, default 1e-12
         Relative tolerance of the iterative solver, ``> 0``.
     dense_max_dim : int, default 20
-        Largest ``d`` for which the ``d² × d²`` matrix ``Σ p_i A_i ⊗ A_i``
+        Largest ``k`` for which the ``k² × k²`` matrix ``Σ p_i Ã_i ⊗ Ã_i``
         is formed (once, for both the radius and the direct solve).
 
     Returns
     -------
     StationaryMoments
-        Mean, covariance, second moment, residual and method.
+        Mean, covariance, second moment, residual of the full-space equation,
+        method and the reachable subspace's dimension and radius.
 
     Raises
     ------
     StationaryLawError
-        When the covariance is infinite (mean-square radius ``>= 1``); the
-        message says whether the stationary law exists (Lyapunov exponent
-        ``γ < 0``: heavy tails) or not. Maps with a common fixed point give a
-        point mass, whatever the radius.
+        When the covariance is infinite (``ρ >= 1`` on ``V``); the message
+        says whether the stationary law exists (Lyapunov exponent ``γ < 0``:
+        heavy tails) or not. Also when the mean map is not stable
+        (``ρ(Ā) >= 1``) and no common fixed point exists, or when it is not
+        stable and the maps are not shown to contract on average
+        (``E log‖A_ξ‖₂ >= 0``), so that the law on ``μ + V`` would not
+        attract the iterates.
 
     Examples
     --------
@@ -185,47 +341,63 @@ def stationary_moments(maps, method="auto", tol=1e-12, dense_max_dim=20) -> Stat
     >>> mom = ct.stationary_moments(maps)
     >>> bool(np.isclose(mom.cov[0, 0], h / (2 - h)) and abs(mom.mean[0]) < 1e-15)
     True
+
+    The noise never reaches the second axis, where the maps expand in mean
+    square: the covariance is still finite.
+
+    >>> maps = ct.AffineMaps([np.diag([0.5, 0.1]), np.diag([0.3, 1.8])], [[1.0, 0.0], [-1.0, 0.0]])
+    >>> mom = ct.stationary_moments(maps)
+    >>> mom.mean_square_radius > 1 and mom.reachable_dim == 1
+    True
+    >>> bool(np.allclose(mom.cov, [[1 / (1 - (0.25 + 0.09) / 2), 0.0], [0.0, 0.0]]))
+    True
     """
     maps = check_affine_maps(maps)
     method = check_choice(method, "method", ("auto", "direct", "iterative"))
     tol = check_real(tol, "tol", 0.0, None, closed="neither")
     dense_max_dim = check_nonnegative_int(dense_max_dim, "dense_max_dim")
     d = maps.dim
-    dense = d <= dense_max_dim
-    use_direct = method == "direct" or (method == "auto" and dense)
-    K = mean_square_matrix(maps) if dense or use_direct else None  # formed once per call
-    rho = spectral_radius(K) if dense else mean_square_radius(maps, dense_max_dim=dense_max_dim)
-    fixed = _common_fixed_point(maps)
-    if fixed is not None:
-        if spectral_radius(maps.mean_map().A) < 1 or rho < 1:
-            S = np.outer(fixed, fixed)
-            return StationaryMoments(fixed, np.zeros((d, d)), S, 0.0, rho, "common fixed point")
-    if rho >= 1.0 - 1e-12:  # at ρ = 1 the variance is already infinite
-        raise _infinite_covariance(maps, rho)
-    mu = stationary_mean(maps)
-    R = _second_moment_source(maps, mu)
-    op = mean_square_operator(maps)
-    if use_direct:
-        S = np.linalg.solve(np.eye(d * d) - K, R.ravel()).reshape(d, d)
-        used = "direct"
+
+    def full_radius():
+        if d <= dense_max_dim:
+            return spectral_radius(mean_square_matrix(maps))
+        return mean_square_radius(maps, dense_max_dim=dense_max_dim)
+
+    mu, mean_stable = _reference_point(maps)
+    if mu is None:  # ρ(Ā) >= 1, so ρ(𝒜) >= ρ(Ā)² >= 1
+        raise _infinite_covariance(maps, full_radius())
+    offsets = maps.b - mu + maps.A @ mu  # c_i = T_i(μ) − μ, (m, d)
+    Q = _reachable_subspace(maps.A, offsets, *_offset_sizes(maps, mu))
+    k = Q.shape[1]
+    if not mean_stable and not lyapunov_bounds(maps).upper < 0:
+        raise _infinite_covariance(maps, full_radius())
+    if k == 0:
+        S = np.outer(mu, mu)
+        return StationaryMoments(mu, np.zeros((d, d)), S, _residual(maps, mu, S), full_radius(),
+                                 "common fixed point", 0, 0.0)
+    if k == d:  # the whole space: no change of basis
+        Q = np.eye(d)
+        reduced = AffineMaps(maps.A, offsets, maps.probs)
     else:
-        lhs = scipy.sparse.linalg.LinearOperator((d * d, d * d), matvec=lambda x: x - op.matvec(x),
-                                                 dtype=np.float64)
-        x0 = (R + np.outer(mu, mu)).ravel()
-        sol, info = scipy.sparse.linalg.gmres(lhs, R.ravel(), x0=x0, rtol=tol, atol=0.0, restart=50,
-                                              maxiter=2000)
-        if info != 0:
-            raise StationaryLawError(
-                f"method: the iterative solver did not converge (info={info}); use method='direct' "
-                f"or a smaller learning rate"
-            )
-        S = sol.reshape(d, d)
-        used = "iterative"
-    S = 0.5 * (S + S.T)
-    residual = float(np.linalg.norm(S.ravel() - op.matvec(S.ravel()) - R.ravel()) /
-                     max(np.linalg.norm(R), np.finfo(float).tiny))
-    cov = S - np.outer(mu, mu)
-    return StationaryMoments(mu, 0.5 * (cov + cov.T), S, residual, rho, used)
+        reduced = AffineMaps(Q.T @ maps.A @ Q, offsets @ Q, maps.probs)
+    dense = k <= dense_max_dim or k == 1
+    use_direct = method == "direct" or (method == "auto" and dense)
+    cov_v, rho_v, used = _solve_covariance(reduced, use_direct, dense, dense_max_dim, tol)
+    where = "" if k == d else f" on the reachable subspace (dimension {k} of {d})"
+    if cov_v is None:
+        raise _infinite_covariance(reduced, rho_v, where)
+    cov = Q @ (0.5 * (cov_v + cov_v.T)) @ Q.T
+    cov = 0.5 * (cov + cov.T)
+    S = cov + np.outer(mu, mu)
+    rho = rho_v if k == d else full_radius()
+    return StationaryMoments(mu, cov, S, _residual(maps, mu, S), rho, used, k, rho_v)
+
+
+def _residual(maps: AffineMaps, mu: np.ndarray, S: np.ndarray) -> float:
+    """Relative residual of ``S = Σ p_i (A_i S A_iᵀ + A_i μ b_iᵀ + b_i μᵀ A_iᵀ + b_i b_iᵀ)`` (SPEC §2)."""
+    R = _second_moment_source(maps, mu)
+    lhs = S - np.einsum("m,mij,jk,mlk->il", maps.probs, maps.A, S, maps.A, optimize=True)
+    return float(np.linalg.norm(lhs - R) / max(np.linalg.norm(R), np.finfo(float).tiny))
 
 
 @dataclass(frozen=True)
@@ -260,7 +432,9 @@ def moments_at_step(maps, theta0, n) -> MomentsAtStep:
     theta0 : array_like, shape (d,)
         The start ``θ_0``.
     n : int
-        The step, ``>= 0``.
+        The step, in ``[0, MAX_MOMENT_STEPS]`` (``10**6``; each step costs
+        ``O(m d³)``, and the recursion stops early once it reaches its fixed
+        point in floating point).
 
     Returns
     -------
@@ -277,17 +451,22 @@ def moments_at_step(maps, theta0, n) -> MomentsAtStep:
     True
     """
     maps = check_affine_maps(maps)
-    n = check_nonnegative_int(n, "n")
+    n = check_int(n, "n", 0, MAX_MOMENT_STEPS)
     theta0 = _start(maps, theta0)
     Abar, bbar = maps.mean_map()
     mu, S = theta0.copy(), np.outer(theta0, theta0)
     p, A = maps.probs, maps.A
+    path = np.einsum_path("m,mij,jk,mlk->il", p, A, S, A, optimize="optimal")[0]
     with np.errstate(over="ignore", invalid="ignore"):
-        for _ in range(n):
-            S = np.einsum("m,mij,jk,mlk->il", p, A, S, A, optimize=True) + _second_moment_source(maps, mu)
-            mu = Abar @ mu + bbar
-    if not (np.all(np.isfinite(S)) and np.all(np.isfinite(mu))):
-        raise StationaryLawError(f"n: the moments overflow before step {n}; the maps expand in mean square")
+        for step in range(1, n + 1):
+            S_next = np.einsum("m,mij,jk,mlk->il", p, A, S, A, optimize=path) + _second_moment_source(maps, mu)
+            mu_next = Abar @ mu + bbar
+            if not (np.all(np.isfinite(S_next)) and np.all(np.isfinite(mu_next))):
+                raise StationaryLawError(f"n: the moments overflow at step {step} of {n}; the maps expand in "
+                                         f"mean square")
+            if np.array_equal(S_next, S) and np.array_equal(mu_next, mu):
+                break  # a fixed point in floating point: every later step gives the same numbers
+            mu, S = mu_next, S_next
     cov = S - np.outer(mu, mu)
     return MomentsAtStep(n, mu, 0.5 * (cov + cov.T))
 
@@ -305,7 +484,7 @@ def backward_distance_squared(maps, theta0, n_steps) -> np.ndarray:
     theta0 : array_like, shape (d,)
         The start ``θ_0``.
     n_steps : int
-        Last step, ``>= 0``.
+        Last step, in ``[0, MAX_MOMENT_STEPS]`` (``10**6``).
 
     Returns
     -------
@@ -322,16 +501,21 @@ def backward_distance_squared(maps, theta0, n_steps) -> np.ndarray:
     True
     """
     maps = check_affine_maps(maps)
-    n_steps = check_nonnegative_int(n_steps, "n_steps")
+    n_steps = check_int(n_steps, "n_steps", 0, MAX_MOMENT_STEPS)
     theta0 = _start(maps, theta0)
     mom = stationary_moments(maps)
     diff = theta0 - mom.mean
     M = np.outer(diff, diff) + mom.cov
     Q = np.eye(maps.dim)
     out = np.empty(n_steps + 1)
+    path = np.einsum_path("m,mji,jk,mkl->il", maps.probs, maps.A, Q, maps.A, optimize="optimal")[0]
     for n in range(n_steps + 1):
         out[n] = np.sum(Q * M)
-        Q = np.einsum("m,mji,jk,mkl->il", maps.probs, maps.A, Q, maps.A, optimize=True)
+        Q_next = np.einsum("m,mji,jk,mkl->il", maps.probs, maps.A, Q, maps.A, optimize=path)
+        if np.array_equal(Q_next, Q):  # a fixed point in floating point (e.g. Q = 0): the rest is constant
+            out[n + 1:] = out[n]
+            break
+        Q = Q_next
     return out
 
 

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core._validation import as_generator, check_choice, check_positive_int, check_real
+from ..core._validation import as_generator, check_choice, check_int, check_positive_int, check_real
 from ..core.iterates import forward_iterates
 from ..core.maps import check_affine_maps
 from ..core.sampling import draw_batches
 from .diagnostics import lyapunov_exponent
-from .fixed_point import backward_limits
+from .fixed_point import MAX_CHAINS, backward_limits
 from .moments import StationaryLawError, stationary_mean
 
 __all__ = ["StationarySamples", "stationary_samples"]
@@ -29,9 +29,9 @@ class StationarySamples:
         ``"backward"`` or ``"forward"``.
     n_steps : ndarray of int, shape (n_samples,)
         Steps used by each sample.
-    error_bound : float
-        Backward: largest bound on ``‖sample − θ̃_∞‖`` (kind in ``bound_kind``);
-        forward: ``nan`` (burn-in only).
+    error_bound : float or None
+        Backward: largest bound on ``‖sample − θ̃_∞‖``, rounding included
+        (kind in ``bound_kind``); forward: ``None`` (burn-in only, no bound).
     bound_kind : str
         ``"certified"``, ``"estimate"`` or ``"none"`` (forward).
     """
@@ -39,7 +39,7 @@ class StationarySamples:
     samples: np.ndarray
     method: str
     n_steps: np.ndarray
-    error_bound: float
+    error_bound: float | None
     bound_kind: str
 
 
@@ -58,7 +58,7 @@ def stationary_samples(maps, n_samples, method="backward", rng=None, theta0=None
     maps : AffineMaps
         The family, contractive on average.
     n_samples : int
-        Number of independent samples.
+        Number of independent samples, in ``[1, MAX_CHAINS]`` (``10**6``).
     method : {"backward", "forward"}
         Perfect backward limits or burnt-in forward chains.
     rng : None, int, SeedSequence or Generator, optional
@@ -69,7 +69,9 @@ def stationary_samples(maps, n_samples, method="backward", rng=None, theta0=None
     theta0 : array_like, shape (d,), optional
         Start of every chain (default: the stationary mean when it exists, else 0).
     tol : float, default 1e-10
-        Backward: the error bound each sample must meet; forward with
+        Backward: the error bound each sample must meet (truncation and
+        rounding: it cannot be below half an ulp of the sample, about
+        ``1.1e-16 ‖θ̃_∞‖``, see :func:`backward_fixed_point`); forward with
         ``burn_in=None``: the contraction ``e^{γ n}`` the burn-in must reach.
     burn_in : int, optional
         Forward only: the number of steps (default from the Lyapunov exponent
@@ -85,7 +87,9 @@ def stationary_samples(maps, n_samples, method="backward", rng=None, theta0=None
     Raises
     ------
     StationaryLawError
-        When some backward sample does not reach ``tol`` within ``max_steps``.
+        When some backward sample does not reach ``tol`` within ``max_steps``
+        (message naming ``max_steps``) or because rounding limits its accuracy
+        (message naming ``tol``).
 
     Examples
     --------
@@ -99,7 +103,7 @@ def stationary_samples(maps, n_samples, method="backward", rng=None, theta0=None
     True
     """
     maps = check_affine_maps(maps)
-    n_samples = check_positive_int(n_samples, "n_samples")
+    n_samples = check_int(n_samples, "n_samples", 1, MAX_CHAINS)
     method = check_choice(method, "method", ("backward", "forward"))
     gen = as_generator(rng)
     tol = check_real(tol, "tol", 0.0, None, closed="neither")
@@ -111,6 +115,13 @@ def stationary_samples(maps, n_samples, method="backward", rng=None, theta0=None
             theta0 = np.zeros(maps.dim)
     if method == "backward":
         res = backward_limits(maps, theta0, n_samples, rng=gen, tol=tol, max_steps=max_steps)
+        if res.rounding_limited.any():
+            worst = float(res.error_bound[res.rounding_limited].max())
+            raise StationaryLawError(
+                f"tol: rounding limits the accuracy of {int(res.rounding_limited.sum())} of {n_samples} backward "
+                f"samples to about {worst:.2g} > tol={tol:g} (the bound covers the floating-point error of "
+                f"each sample); loosen tol to at least {worst:.2g}"
+            )
         if not res.converged.all():
             raise StationaryLawError(
                 f"max_steps: {int((~res.converged).sum())} of {n_samples} backward samples did not reach "
@@ -124,4 +135,4 @@ def stationary_samples(maps, n_samples, method="backward", rng=None, theta0=None
     burn_in = check_positive_int(burn_in, "burn_in")
     idx = draw_batches(chains, maps.n_maps, burn_in, "iid", maps.probs)
     x = forward_iterates(maps, theta0, idx, save_steps=[burn_in])[:, 0]
-    return StationarySamples(x, "forward", np.full(n_samples, burn_in), float("nan"), "none")
+    return StationarySamples(x, "forward", np.full(n_samples, burn_in), None, "none")
