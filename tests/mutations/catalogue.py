@@ -25,6 +25,7 @@ class Mutant:
 
 
 CHECKS = "tests/test_checks.py"
+THEORY = ("tests/test_theory.py", "tests/test_existence.py", "tests/test_certified.py")
 
 MUTANTS: list[Mutant] = [
     # --- theorem checks: a loosened tolerance or a wrong theory value -------------------------------
@@ -65,4 +66,36 @@ MUTANTS: list[Mutant] = [
     Mutant("hvp_weight_decay_on_theta", "library", "contraction/nn/_passes.py",
            "out += weight_decay * v", "out += 2 * weight_decay * v",
            "weight decay term of the hvp doubled", ("tests/test_nn.py",)),
+    # --- theory --------------------------------------------------------------------------------
+    Mutant("moments_at_step_transposed", "library", "contraction/theory/moments.py",
+           'S_next = np.einsum("m,mij,jk,mlk->il", p, A, S, A, optimize=path)',
+           'S_next = np.einsum("m,mji,jk,mkl->il", p, A, S, A, optimize=path)',
+           "finite-n second moment with AᵀSA instead of ASAᵀ", THEORY),
+    Mutant("distance_AQAt", "library", "contraction/theory/moments.py",
+           'Q_next = np.einsum("m,mji,jk,mkl->il", maps.probs, maps.A, Q, maps.A, optimize=path)',
+           'Q_next = np.einsum("m,mij,jk,mlk->il", maps.probs, maps.A, Q, maps.A, optimize=path)',
+           "backward distance recursion A Q Aᵀ instead of Aᵀ Q A", THEORY),
+    Mutant("bound_without_1_minus_c", "library", "contraction/theory/fixed_point.py",
+           "return G / (1.0 - c_up) * _GROW * _GROW", "return G * _GROW * _GROW",
+           "certified bound without the factor 1/(1 − c)", THEORY),
+    Mutant("bound_c_power_n_plus_1", "library", "contraction/theory/fixed_point.py",
+           "c_up**n * _GROW", "c_up**(n + 1) * _GROW",
+           "certified bound with c^(n+1) instead of c^n", THEORY),
+    Mutant("kronecker_wrong_factor", "library", "contraction/theory/diagnostics.py",
+           '"m,mij,mkl->ikjl", maps.probs, maps.A, maps.A', '"m,mij,mlk->ikjl", maps.probs, maps.A, maps.A',
+           "mean-square operator Σ p A ⊗ Aᵀ instead of A ⊗ A", THEORY),
+    Mutant("second_moment_cross_term_half", "library", "contraction/theory/moments.py",
+           'return R + R.T + np.einsum("m,mi,mj->ij", p, b, b)', 'return R + np.einsum("m,mi,mj->ij", p, b, b)',
+           "second-moment source without the transposed cross term", THEORY),
+    Mutant("covariance_ignores_probs", "library", "contraction/theory/moments.py",
+           'C = np.einsum("m,mi,mj->ij", reduced.probs, reduced.b, reduced.b)',
+           'C = np.einsum("mi,mj->ij", reduced.b, reduced.b) / reduced.n_maps',
+           "stationary covariance source ignores the probabilities", THEORY),
+    Mutant("lyapunov_1d_ignores_probs", "library", "contraction/theory/diagnostics.py",
+           "gamma = float(np.sum(maps.probs[pos] * logs[pos]))", "gamma = float(np.mean(logs[pos]))",
+           "exact 1-D Lyapunov exponent ignores the probabilities", THEORY),
+    Mutant("increment_without_cross_term", "library", "contraction/theory/moments.py",
+           'cross = 2 * np.einsum("mi,mij,j->m", maps.b, B, mom.mean)',
+           'cross = 0 * np.einsum("mi,mij,j->m", maps.b, B, mom.mean)',
+           "stationary mean squared increment without the cross term", THEORY),
 ]
