@@ -167,18 +167,24 @@ def sliding_backward_iterates(maps, theta0, idx, window, *, save_steps=None) -> 
     """
     idx, theta0, steps = prepare_iteration(maps, theta0, idx, save_steps)
     C, n = idx.shape
-    W = check_positive_int(window, "window")
+    window = check_positive_int(window, "window")
+    W = min(window, max(n, 1))  # a window past the end is full backward SGD
     d = theta0.shape[1]
-    full = np.empty((C, n + 1, d))
-    full[:, 0] = theta0
-    for start in range(0, n, W):  # θ^S_n for n in (start, start + W] depends on block start − W
+    out = np.empty((C, steps.size, d))
+    if steps[0] == 0:
+        out[:, 0] = theta0
+    previous = theta0[:, None, :]  # θ^S of the block before: steps (start − W, start], or θ_0
+    for start in range(0, n, W):  # θ^S_n for n in (start, start + W] depends on the block before
         ns = np.arange(start + 1, min(n, start + W) + 1)
         first = np.maximum(1, ns - W + 1)
-        base = np.maximum(0, ns - W)
-        full[:, ns] = apply_words(maps, full[:, base], idx, first, ns)
+        base = np.maximum(0, ns - W) - max(0, start - W + 1) if start else np.zeros(ns.size, dtype=np.int64)
+        current = apply_words(maps, previous[:, base], idx, first, ns)
+        keep = (steps > start) & (steps <= ns[-1])
+        out[:, keep] = current[:, steps[keep] - start - 1]
+        previous = current
     cost = int(np.minimum(np.arange(1, n + 1), W).sum())
-    return ApproximateIterates(check_diverged(full[:, steps], steps, "sliding backward"), steps, "sliding",
-                               W, cost, 0)
+    return ApproximateIterates(check_diverged(out, steps, "sliding backward"), steps, "sliding",
+                               window, cost, 0)
 
 
 def bracket_corrected_iterates(maps, theta0, idx, window, *, save_steps=None) -> ApproximateIterates:
@@ -280,7 +286,8 @@ def bracket_corrected_step(maps, theta, index, previous):
         ``index`` (K,) int, ``v`` (K, d), e.g. :class:`contraction.GradientMaps`
         or ``QuadraticModel(...).gradient_maps(lr)``.
     theta : array_like, shape (K, d)
-        Points, one per row (non-finite rows pass through).
+        Points, one per row (non-finite rows come back as ``nan``; ``maps``'
+        callables never see them).
     index : array_like of int, shape (K,)
         The batch of this step, one per row.
     previous : array_like of int, shape (K, r)
@@ -321,6 +328,12 @@ def bracket_corrected_step(maps, theta, index, previous):
     if previous.shape[0] != K:
         raise ValueError(f"previous: expected shape ({K}, r) (one row per row of theta), got {describe(previous)}")
     r = previous.shape[1]
+    ok = np.isfinite(theta).all(axis=1)
+    if not ok.all():  # the callables never see a point that already overflowed: such rows stay nan
+        out = np.full((K, d), np.nan)
+        if ok.any():
+            out[ok] = bracket_corrected_step(maps, theta[ok], index[ok], previous[ok]).theta
+        return BracketStep(out, r + 1, r + 1 if r else 0)
     if r == 0:
         g = np.asarray(maps.gradient(theta, index), dtype=np.float64)
         return BracketStep(theta - h * g, 1, 0)

@@ -90,3 +90,29 @@ def test_bracket_corrected_reports_divergence():
     model = ct.QuadraticModel([[[1.0]], [[2.0]]], [[1.0], [-1.0]])
     with pytest.raises(ct.DivergenceError, match="bracket-corrected iterates overflowed"):
         ct.bracket_corrected_iterates(model.gradient_maps(1e150), [1.0], [0, 1] * 6, window=3)
+
+
+@pytest.mark.parametrize("fn", [ct.windowed_backward_iterates, ct.sliding_backward_iterates,
+                                ct.bracket_corrected_iterates])
+def test_divergence_of_families_with_checked_callables_is_reported(fn):
+    """A family built from a model's public (validating) methods: overflow is a DivergenceError, not a refused theta."""
+    model = ct.QuadraticModel([[[1.0]], [[2.0]]], [[1.0], [-1.0]])
+    maps = ct.GradientMaps(model.gradient, 1e150, 2, hvp=model.hvp)
+    with pytest.raises(ct.DivergenceError, match="iterates overflowed"):
+        fn(maps, [1.0], [0, 1] * 6, 3)
+    with pytest.raises(ct.DivergenceError, match="iterates overflowed"):
+        fn(model.gradient_maps(1e150), [1.0], [0, 1] * 6, 3)
+
+
+@pytest.mark.parametrize("fn", [ct.windowed_backward_iterates, ct.sliding_backward_iterates])
+def test_affine_overflow_in_windows_is_reported(fn):
+    maps = ct.AffineMaps([[[1e200]], [[1e200]]], [[0.0], [1.0]])
+    with pytest.raises(ct.DivergenceError, match=r"overflowed.*step 2"):
+        fn(maps, [1.0], [0, 1, 0, 1], 2)
+
+
+def test_sliding_window_longer_than_the_sequence_is_backward_sgd(setup):
+    maps, idx = setup
+    s = ct.sliding_backward_iterates(maps, np.ones(2), idx, window=10**9)
+    np.testing.assert_allclose(s.iterates, ct.backward_iterates(maps, np.ones(2), idx), atol=1e-12)
+    assert s.gradient_evals == 23 * 24 // 2

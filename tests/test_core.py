@@ -142,3 +142,155 @@ def test_reshuffle_uses_each_batch_once_per_epoch():
     # epochs differ (fresh permutation each epoch)
     big = ct.sample_batches(4, 400, scheme="reshuffle", rng=6)[0].reshape(100, 4)
     assert len({tuple(r) for r in big}) > 10
+
+
+# --- models refuse what they cannot answer --------------------------------------------------------------
+
+QUAD = ct.QuadraticModel([[[1.0, 0.0], [0.0, 2.0]], [[3.0, 1.0], [1.0, 1.0]]], [[1.0, 0.0], [0.0, -1.0]])
+
+
+@pytest.mark.parametrize("gradient", [QUAD.gradient, QUAD.gradient_maps(0.1).gradient], ids=["model", "maps"])
+@pytest.mark.parametrize("index", [-1, 2, 5, [0, -1]])
+def test_gradient_refuses_batches_out_of_range(gradient, index):
+    with pytest.raises(ValueError, match=r"^index: expected batch indices in \[0, 1\]"):
+        gradient(np.zeros((2, 2)), index)
+
+
+@pytest.mark.parametrize("hvp", [QUAD.hvp, QUAD.gradient_maps(0.1).hvp], ids=["model", "maps"])
+@pytest.mark.parametrize(("theta", "v", "index", "error", "name"), [
+    ("abc", [1.0, 0.0], 0, TypeError, "theta"),
+    ([np.nan, 0.0], [1.0, 0.0], 0, ValueError, "theta"),
+    ([0.0, 0.0, 0.0], [1.0, 0.0], 0, ValueError, "theta"),
+    ([0.0, 0.0], "x", 0, TypeError, "v"),
+    ([0.0, 0.0], [np.inf, 0.0], 0, ValueError, "v"),
+    ([0.0, 0.0], [1.0], 0, ValueError, "v"),
+    ([0.0, 0.0], [1.0, 0.0], -1, ValueError, "index"),
+    ([0.0, 0.0], [1.0, 0.0], 5, ValueError, "index"),
+])
+def test_hvp_validates_its_arguments(hvp, theta, v, index, error, name):
+    with pytest.raises(error, match=f"^{name}:"):
+        hvp(theta, v, index)
+
+
+def test_hvp_is_the_hessian_times_v_on_stacks():
+    theta = np.zeros((3, 2))
+    v = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_allclose(QUAD.hvp(theta, v, [0, 1, 1]), np.einsum("kij,kj->ki", QUAD.hessians[[0, 1, 1]], v))
+
+
+@pytest.mark.parametrize(("make", "name"), [
+    (lambda: ct.QuadraticModel([[[1e300]]], [[1e300]]), "centers"),  # linear term H c = inf
+    (lambda: ct.QuadraticModel([[[1e200]]], [[1e100]]), "centers"),  # loss constant c H c / 2 = inf
+    (lambda: ct.LinearRegressionModel([[1e200]], [1.0]), "X"),  # Hessian x xᵀ = inf
+    (lambda: ct.LinearRegressionModel([[1.0]], [1e200]), "y"),  # constant y² / 2 = inf
+])
+def test_models_refuse_inputs_that_overflow(make, name):
+    with pytest.raises(ValueError, match=f"^{name}: .*overflow"):
+        make()
+
+
+@pytest.mark.parametrize("method", ["gradient", "batch_loss", "loss", "full_gradient"])
+def test_model_evaluation_that_overflows_is_refused(method):
+    model = ct.QuadraticModel([[[1e10]]], [[0.0]])
+    args = ([1e300],) if method in ("loss", "full_gradient") else ([1e300], 0)
+    with pytest.raises(ValueError, match=r"^theta: .*overflow"):
+        getattr(model, method)(*args)
+
+
+def test_sgd_maps_that_overflow_name_the_learning_rate():
+    with pytest.raises(ValueError, match=r"^lr: .*overflow"):
+        QUAD.sgd_maps(1e308)
+
+
+# --- maps refuse to return inf -----------------------------------------------------------------------
+
+
+def test_apply_that_overflows_raises_divergence():
+    maps = ct.AffineMaps([[[1e300]]], [[0.0]])
+    with pytest.raises(ct.DivergenceError, match=r"^theta: .*overflow"):
+        maps.apply([1e300], 0)
+    with pytest.raises(ct.DivergenceError, match=r"^theta: .*overflow"):
+        maps.word([0]).apply([1e300])
+
+
+def test_compositions_that_overflow_raise_divergence():
+    big = ct.AffineMaps([[[1e300]]], [[0.0]])
+    with pytest.raises(ct.DivergenceError, match=r"^A2?: .*overflow"):
+        ct.compose_affine([[1e300]], [0.0], [[1e300]], [0.0])
+    with pytest.raises(ct.DivergenceError, match=r"^word: .*overflow"):
+        big.word([0, 0])
+    with pytest.raises(ct.DivergenceError, match=r"^other: .*overflow"):
+        big.compose(big)
+
+
+@pytest.mark.parametrize(("args", "error", "name"), [
+    (([[np.nan]], [0.0], [[1.0]], [0.0]), ValueError, "A"),
+    (([[1.0]], [np.inf], [[1.0]], [0.0]), ValueError, "b"),
+    (([[1.0]], [0.0], [[1.0]], "b2"), TypeError, "b2"),
+    (([[1.0, 2.0]], [0.0], [[1.0]], [0.0]), ValueError, "A"),
+    (([[1.0]], [0.0, 1.0], [[1.0]], [0.0]), ValueError, "b"),
+    ((np.eye(2), [0.0, 1.0], np.eye(3), np.zeros(3)), ValueError, "A2"),
+    ((np.zeros((2, 2, 2)), np.zeros((2, 2)), np.zeros((3, 2, 2)), np.zeros((3, 2))), ValueError, "A2"),
+    ((np.eye(2), np.zeros((2, 2)), np.eye(2), np.zeros((3, 2))), ValueError, "b2"),
+    ((1.0, [0.0], [[1.0]], [0.0]), ValueError, "A"),
+])
+def test_compose_affine_validates_every_argument(args, error, name):
+    with pytest.raises(error, match=f"^{name}:"):
+        ct.compose_affine(*args)
+
+
+# --- sampling: sizes checked first, every kind of rng, SeedSequences not consumed ------------------------
+
+
+def test_huge_numbers_of_chains_are_refused_before_any_generator_is_built():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"^n_chains: expected an integer in \[1, \d+\]"):
+        ct.sample_batches(2, 10, n_chains=10**7, rng=0)
+    with pytest.raises(ValueError, match=r"^n_chains:"):
+        ct.chain_generators(10**7, rng=0)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_huge_outputs_are_refused_with_the_limit_stated():
+    with pytest.raises(ValueError, match=r"^n_steps: .*1 GiB"):
+        ct.sample_batches(2, 10**12, rng=0)
+    with pytest.raises(ValueError, match=r"^n_steps: .*1 GiB"):
+        ct.sample_batches(2, 2**20, n_chains=2**10, rng=0)
+
+
+def test_sample_batches_draws_chains_in_chunks_with_the_same_streams(monkeypatch):
+    import contraction.core.sampling as sampling
+
+    whole = ct.sample_batches(3, 7, n_chains=10, probs=[0.2, 0.3, 0.5], rng=4)
+    monkeypatch.setattr(sampling, "_CHUNK_CHAINS", 3)
+    assert np.array_equal(ct.sample_batches(3, 7, n_chains=10, probs=[0.2, 0.3, 0.5], rng=4), whole)
+    gens = ct.chain_generators(10, rng=4)
+    p = np.array([0.2, 0.3, 0.5])
+    assert np.array_equal(whole, np.stack([g.choice(3, size=7, p=p) for g in gens]))
+
+
+@pytest.mark.parametrize("make", [lambda: np.random.PCG64(0), lambda: np.random.Philox(1)])
+def test_bit_generators_are_accepted(make):
+    out = ct.sample_batches(3, 5, n_chains=2, rng=make())
+    assert out.shape == (2, 5)
+    assert len(ct.chain_generators(2, rng=make())) == 2
+    assert np.array_equal(ct.sample_batches(3, 5, n_chains=2, rng=make()), out)
+
+
+@pytest.mark.parametrize("bad", [True, False, np.bool_(True)])
+def test_booleans_are_not_seeds(bad):
+    with pytest.raises(TypeError, match=r"^rng: expected .*BitGenerator"):
+        ct.sample_batches(2, 3, rng=bad)
+
+
+def test_the_same_seed_sequence_gives_the_same_batches_and_is_not_consumed():
+    seq = np.random.SeedSequence(5)
+    first = ct.sample_batches(4, 10, n_chains=3, rng=seq)
+    assert np.array_equal(ct.sample_batches(4, 10, n_chains=3, rng=seq), first)
+    assert seq.n_children_spawned == 0
+    assert np.array_equal(ct.sample_batches(4, 10, n_chains=3, rng=np.random.SeedSequence(5)), first)
+    gens = ct.chain_generators(2, rng=seq)
+    assert [g.random() for g in gens] == [g.random() for g in ct.chain_generators(2, rng=seq)]
+    assert seq.n_children_spawned == 0

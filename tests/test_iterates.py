@@ -82,6 +82,8 @@ def test_general_map_family_matches_affine_closed_forms(data):
     theta0 = np.ones(maps.dim)
     for fn in (ct.forward_iterates, ct.backward_iterates):
         np.testing.assert_allclose(fn(Wrapped(maps), theta0, idx), fn(maps, theta0, idx), atol=1e-12)
+    # forward: the same per-chain products through step() as in the closed form, bit for bit
+    assert np.array_equal(ct.forward_iterates(Wrapped(maps), theta0, idx), ct.forward_iterates(maps, theta0, idx))
 
 
 def test_general_backward_cost_is_sum_of_requested_horizons():
@@ -180,16 +182,105 @@ def test_gradient_maps_of_a_model_match_its_affine_maps():
     np.testing.assert_allclose(model.hvp(np.zeros(2), v, 1), model.hessians[1] @ v)
 
 
-def test_threaded_forward_equals_single_threaded(monkeypatch):
-    import contraction.core.iterates as it
+# --- divergence is decided on the iterates, not on the products ------------------------------------
 
-    rng = np.random.default_rng(12)
-    maps = ct.AffineMaps(0.3 * rng.normal(size=(3, 4, 4)), rng.normal(size=(3, 4)))
-    idx = ct.sample_batches(3, 25, n_chains=200, rng=13)
-    theta0 = rng.normal(size=(200, 4))
-    monkeypatch.setattr(it, "_THREAD_MIN_CHAINS", 10**9)
-    single = ct.forward_iterates(maps, theta0, idx, save_steps=[0, 3, 25])
-    monkeypatch.setattr(it, "_THREAD_MIN_CHAINS", 64)
-    assert it._forward_workers(200, 3) >= 2 or (__import__("os").cpu_count() or 1) == 1
-    threaded = ct.forward_iterates(maps, theta0, idx, save_steps=[0, 3, 25])
-    np.testing.assert_array_equal(threaded, single)
+
+def test_a_constant_first_map_keeps_backward_iterates_finite():
+    """T_1 ≡ 1 acts last, so every backward iterate is 1 although A_0^n overflows (issue 10)."""
+    maps = ct.AffineMaps([[[2.0]], [[0.0]]], [[0.0], [1.0]])
+    idx = np.zeros(3000, dtype=np.int64)
+    idx[0] = 1
+    out = ct.backward_iterates(maps, [0.0], idx)
+    assert np.array_equal(out[0, 1:, 0], np.ones(3000))
+    assert np.array_equal(ct.backward_iterates(maps, [0.0], idx, save_steps=[1025, 3000])[0, :, 0], [1.0, 1.0])
+
+
+def test_overflowing_products_with_finite_iterates_are_recomputed():
+    """A = 2, b = 0, θ0 = 0: P_n = 2^n overflows from n = 1024, the iterates stay exactly 0."""
+    maps = ct.AffineMaps([[[2.0]]], [[0.0]])
+    out = ct.backward_iterates(maps, [0.0], np.zeros((2, 1100), dtype=np.int64))
+    assert np.array_equal(out, np.zeros((2, 1101, 1)))
+
+
+def test_recomputing_too_many_overflowed_products_is_refused_with_the_reason():
+    """Finite iterates behind overflowed products are recomputed only within a stated budget."""
+    maps = ct.AffineMaps([[[2.0]]], [[0.0]])
+    with pytest.raises(ct.DivergenceError, match=r"products P_n of chain 0 overflow from step 1024 on.*limit"):
+        ct.backward_iterates(maps, [0.0], np.zeros((2, 12000), dtype=np.int64))
+    last = ct.backward_iterates(maps, [0.0], np.zeros((2, 12000), dtype=np.int64), save_steps=[12000])
+    assert np.array_equal(last, np.zeros((2, 1, 1)))
+
+
+@pytest.mark.parametrize("fn", [ct.forward_iterates, ct.backward_iterates])
+def test_true_divergence_names_the_first_non_finite_step(fn):
+    maps = ct.AffineMaps([[[2.0]]], [[1.0]])
+    with pytest.raises(ct.DivergenceError, match=r"chain 1 is non-finite at step 1023"):
+        fn(maps, [[0.0], [1.0]], np.zeros((2, 1100), dtype=np.int64))
+
+
+class Checked:
+    """A general family whose callables refuse non-finite points, like a model's public methods."""
+
+    def __init__(self, model, lr):
+        self.model, self.lr, self.n_maps = model, lr, model.n_batches
+
+    def gradient(self, theta, index):
+        return self.model.gradient(theta, index)
+
+    def hvp(self, theta, v, index):
+        return self.model.hvp(theta, v, index)
+
+    def step(self, theta, index):
+        return theta - self.lr * self.gradient(theta, index)
+
+
+@pytest.mark.parametrize("fn", [ct.forward_iterates, ct.backward_iterates])
+def test_general_families_report_divergence_not_a_refused_point(fn):
+    model = ct.QuadraticModel([[[1.0]], [[2.0]]], [[1.0], [-1.0]])
+    for maps in (Checked(model, 1e150), ct.GradientMaps(model.gradient, 1e150, 2, hvp=model.hvp)):
+        with pytest.raises(ct.DivergenceError, match="overflowed"):
+            fn(maps, [1.0], [0, 1] * 6)
+
+
+# --- the last step of a long sequence ----------------------------------------------------------------
+
+
+def test_last_step_of_a_long_sequence_uses_the_closed_form(monkeypatch):
+    """``save_steps=[n]`` is read from the same products as the full output, not recomputed map by map."""
+    rng = np.random.default_rng(6)
+    maps = ct.AffineMaps(0.4 * rng.normal(size=(3, 2, 2)), rng.normal(size=(3, 2)))
+    idx = ct.sample_batches(3, 5000, n_chains=2, rng=7)
+    full = ct.backward_iterates(maps, np.ones(2), idx)
+    calls = []
+    original = ct.AffineMaps.step
+    monkeypatch.setattr(ct.AffineMaps, "step", lambda self, t, i: calls.append(len(t)) or original(self, t, i))
+    last = ct.backward_iterates(maps, np.ones(2), idx, save_steps=[5000])
+    assert calls == []
+    assert np.array_equal(last[:, 0], full[:, -1])
+
+
+def test_last_step_of_a_hundred_thousand_steps_is_quick():
+    maps = ct.two_point_quadratic().sgd_maps(0.5)
+    idx = ct.sample_batches(2, 100_000, rng=8)
+    last = ct.backward_iterates(maps, [0.0], idx, save_steps=[100_000])
+    assert last.shape == (1, 1, 1) and np.isfinite(last).all()
+
+
+# --- sizes ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn", [ct.forward_iterates, ct.backward_iterates])
+def test_an_output_above_the_limit_is_refused_before_allocating(fn):
+    maps = ct.AffineMaps(np.zeros((1, 256, 256)), np.zeros((1, 256)))
+    idx = np.zeros((1024, 1024), dtype=np.int64)  # 1024 chains × 1025 steps × 256 floats: 2 GiB
+    with pytest.raises(ValueError, match=r"^save_steps: .*1 GiB"):
+        fn(maps, np.zeros(256), idx)
+    assert fn(maps, np.zeros(256), idx[:2, :4]).shape == (2, 5, 256)
+
+
+@pytest.mark.parametrize("fn", [ct.forward_iterates, ct.backward_iterates])
+def test_a_sequence_above_the_step_limit_is_refused(fn):
+    maps = ct.AffineMaps([[[0.5]]], [[0.0]])
+    idx = np.broadcast_to(np.int64(0), (1, ct.core.iterates.MAX_STEPS + 1))  # no memory behind it
+    with pytest.raises(ValueError, match=r"^idx: expected at most 100000000 steps"):
+        fn(maps, [0.0], idx, save_steps=[1])

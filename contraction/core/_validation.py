@@ -17,7 +17,9 @@ The vocabulary (the way scikit-learn's ``validate_params`` declares
 * :func:`as_float_array`: a finite float64 array with a given number of dimensions;
 * :func:`as_indices`: an integer array of indices below a count (batch indices
   against a batch count, step numbers against a horizon);
-* :func:`as_generator`: the ``rng`` argument, as a :class:`numpy.random.Generator`.
+* :func:`as_generator`: the ``rng`` argument, as a :class:`numpy.random.Generator`;
+* :func:`check_output_size`: an array the caller asked for, refused above
+  :data:`MAX_OUTPUT_BYTES` (1 GiB) before anything is allocated.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "MAX_OUTPUT_BYTES",
     "ContractionWarning",
     "DivergenceError",
     "NonConvergenceWarning",
@@ -39,12 +42,17 @@ __all__ = [
     "check_int",
     "check_lr",
     "check_nonnegative_int",
+    "check_output_size",
     "check_positive_int",
     "check_probability",
     "check_probs",
     "check_real",
     "describe",
 ]
+
+
+# The largest array a function of the package allocates for its output (bytes): 1 GiB.
+MAX_OUTPUT_BYTES = 2**30
 
 
 class ContractionWarning(UserWarning):
@@ -79,16 +87,21 @@ def _is_bool(value) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
+def _number(x) -> str:
+    """An interval end in words: integers in full (``1000000``), reals short (``1e-08``)."""
+    return str(int(x)) if isinstance(x, numbers.Integral) else f"{x:g}"
+
+
 def _interval(low, high, closed: str) -> str:
     """``"> 0"``, ``"in [0, 1]"``, ``""`` …: the interval in words."""
     left = closed in ("left", "both")
     right = closed in ("right", "both")
     if low is not None and high is not None:
-        return f" in {'[' if left else '('}{low:g}, {high:g}{']' if right else ')'}"
+        return f" in {'[' if left else '('}{_number(low)}, {_number(high)}{']' if right else ')'}"
     if low is not None:
-        return f" {'>=' if left else '>'} {low:g}"
+        return f" {'>=' if left else '>'} {_number(low)}"
     if high is not None:
-        return f" {'<=' if right else '<'} {high:g}"
+        return f" {'<=' if right else '<'} {_number(high)}"
     return ""
 
 
@@ -243,14 +256,35 @@ def as_generator(rng, name: str = "rng") -> np.random.Generator:
     """The ``rng`` argument as a Generator: ``None``, a seed, a SeedSequence, a BitGenerator or a Generator.
 
     The boundary of every function that draws: sub-tasks take streams
-    spawned from the result (``Generator.spawn``), never a fixed seed.
+    spawned from the result (``Generator.spawn``), never a fixed seed. A
+    SeedSequence is a seed: it is copied, never consumed, so passing the same
+    one twice gives the same draws. A Generator or a BitGenerator is a
+    stream: it is used (and spawned from) in place, as numpy does.
     """
-    what = "None, a non-negative int seed, a SeedSequence or a Generator"
-    if _is_bool(rng) or isinstance(rng, (str, bytes, float, np.floating)):
+    what = "None, a non-negative int seed, a SeedSequence, a BitGenerator or a Generator"
+    if _is_bool(rng) or isinstance(rng, (str, bytes, float, np.floating, complex, np.complexfloating)):
         raise TypeError(f"{name}: expected {what}, got {describe(rng)}")
+    if isinstance(rng, np.random.SeedSequence):
+        rng = np.random.SeedSequence(rng.entropy, spawn_key=rng.spawn_key, pool_size=rng.pool_size,
+                                     n_children_spawned=rng.n_children_spawned)
     try:
         return np.random.default_rng(rng)
     except TypeError as exc:
         raise TypeError(f"{name}: expected {what}, got {describe(rng)}") from exc
     except ValueError as exc:
         raise ValueError(f"{name}: expected {what}, got {describe(rng)}") from exc
+
+
+def check_output_size(shape, name: str, *, what: str = "an output", itemsize: int = 8) -> None:
+    """Refuse an array of ``shape`` larger than :data:`MAX_OUTPUT_BYTES` (1 GiB), before it is allocated.
+
+    ``name`` is the argument to change (the message names it and states the limit).
+    """
+    dims = [int(s) for s in shape]
+    count = math.prod(dims)
+    if count * itemsize > MAX_OUTPUT_BYTES:
+        sizes = " x ".join(str(s) for s in dims)
+        raise ValueError(
+            f"{name}: expected {what} of at most 1 GiB ({MAX_OUTPUT_BYTES // itemsize} values of "
+            f"{itemsize} bytes), got {sizes} = {count} values ({count * itemsize / 2**30:.3g} GiB)"
+        )

@@ -5,37 +5,50 @@ For a batch sequence ``ξ_1, …, ξ_n`` and start ``θ_0``:
 * forward  ``θ_n = T_{ξ_n} ∘ … ∘ T_{ξ_1}(θ_0)``   (newest batch applied last);
 * backward ``θ̃_n = T_{ξ_1} ∘ … ∘ T_{ξ_n}(θ_0)``  (newest batch applied first).
 
-For affine maps both have closed forms. Backward iterates are prefix
-products of augmented matrices ``E_i = [[A_i, b_i], [0, 1]]``:
-``[θ̃_n; 1] = E_{ξ_1} ⋯ E_{ξ_n} [θ_0; 1]``. The products are an associative
-prefix scan over steps, evaluated in blocks (Hillis–Steele within a block,
-a carried product between blocks) so that memory stays bounded.
+For affine maps both have closed forms. Backward iterates are read from
+prefix products of augmented matrices ``E_i = [[A_i, b_i], [0, 1]]``:
+``[θ̃_n; 1] = P_n [θ_0; 1]`` with ``P_n = P_{n−1} E_{ξ_n}``, a prefix scan
+carried left to right in blocks of steps, over tiles of chains, so that
+memory stays bounded (``_SCAN_BUDGET``).
+
+Every result is reproducible bit for bit: each chain's products are
+per-chain products of fixed shape (:mod:`contraction.core._kernels`), and
+the order in which a chain's products are associated is fixed by the
+step numbers alone (left to right), so chain ``i`` is the same whatever the
+number of chains, the tile and block sizes, the threads and the steps saved.
+
+Divergence is decided on the iterates: an iterate is reported (as
+:class:`DivergenceError`) only when it is itself non-finite. When a product
+``P_n`` overflows while the iterate it gives stays finite (the start and
+the offsets avoid the expanding directions), the affected iterates are
+recomputed map by map from ``θ_0``.
 
 Any other object with ``step(theta, index)`` (for instance
 :class:`contraction.GradientMaps`) is iterated directly: forward by
 iteration; backward by recomputation, where every requested ``θ̃_n`` is
 rebuilt from ``θ_0`` and all of them advance side by side, one vectorized
-``step`` call per round.
+``step`` call per round. Rows that are already non-finite are never passed
+to ``step``: they stay non-finite and are reported as divergence.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-
 import numpy as np
 
-from ._kernels import _GROUP_MIN_CHAINS_PER_BATCH, _grouped_matmul, _sort_by_batch, _use_groups
-from ._validation import DivergenceError, as_float_array, as_indices, describe
+from ._kernels import _sort_by_batch, _use_groups, over_chain_slices, single_thread_blas
+from ._validation import DivergenceError, as_float_array, as_indices, check_output_size, describe
 from .maps import AffineMaps, family_size
 
-__all__ = ["apply_words", "backward_iterates", "check_diverged", "forward_iterates", "iterate_and_save",
-           "prepare_iteration"]
+__all__ = ["MAX_STEPS", "apply_words", "backward_iterates", "check_diverged", "forward_iterates", "iterate_and_save",
+           "prepare_iteration", "step_finite"]
 
-# Memory allowed for one block of the backward prefix scan (bytes).
+# Working memory of the backward scan (bytes): a tile of chains holds its products and one block of
+# gathered factors within it. The budget changes the tiles and blocks, never a result.
 _SCAN_BUDGET = 1 << 24
-# Split the grouped forward pass over threads from this many chains on.
-_THREAD_MIN_CHAINS = 2048
+# Map applications allowed to recompute backward iterates whose products overflowed (per call).
+_RECOMPUTE_LIMIT = 5 * 10**7
+# Longest batch sequence (steps) an iteration function accepts.
+MAX_STEPS = 10**8
 
 
 def prepare_iteration(maps, theta0, idx, save_steps=None):
@@ -45,10 +58,17 @@ def prepare_iteration(maps, theta0, idx, save_steps=None):
     ``(n_chains, n_steps)``, ``theta0`` of shape ``(n_chains, d)`` and
     ``save_steps`` a sorted int array of step numbers in ``[0, n_steps]``.
     A 1-D ``idx`` is one chain; one ``theta0`` row is shared by all chains,
-    and one ``idx`` row by all rows of ``theta0``.
+    and one ``idx`` row by all rows of ``theta0``. Sequences longer than
+    ``MAX_STEPS`` (``10**8``) are refused (naming ``idx``), and so is an output
+    ``(n_chains, len(save_steps), d)`` above 1 GiB (naming ``save_steps``),
+    before anything is computed.
     """
     m = family_size(maps)
+    if isinstance(idx, np.ndarray) and idx.ndim in (1, 2) and idx.shape[-1] > MAX_STEPS:
+        raise ValueError(f"idx: expected at most {MAX_STEPS} steps (MAX_STEPS), got {describe(idx)}")
     idx = as_indices(idx, "idx", m, ndim=(1, 2))
+    if idx.shape[-1] > MAX_STEPS:
+        raise ValueError(f"idx: expected at most {MAX_STEPS} steps (MAX_STEPS), got {describe(idx)}")
     if idx.ndim == 1:
         idx = idx[None, :]
     if idx.shape[0] == 0:
@@ -57,6 +77,8 @@ def prepare_iteration(maps, theta0, idx, save_steps=None):
     dim = getattr(maps, "dim", None)
     if dim is not None and theta0.shape[-1] != dim:
         raise ValueError(f"theta0: expected last axis of length {dim}, got {describe(theta0)}")
+    if theta0.shape[-1] == 0:
+        raise ValueError(f"theta0: expected at least one coordinate, got {describe(theta0)}")
     n_chains = idx.shape[0]
     if theta0.ndim == 2:
         if idx.shape[0] == 1 and theta0.shape[0] > 1:
@@ -66,7 +88,6 @@ def prepare_iteration(maps, theta0, idx, save_steps=None):
             raise ValueError(
                 f"theta0: expected one vector or one per chain ({n_chains}, d), got {describe(theta0)}"
             )
-    theta0 = np.broadcast_to(theta0, (n_chains, theta0.shape[-1])).copy()
     n = idx.shape[1]
     if save_steps is None:
         steps = np.arange(n + 1)
@@ -76,6 +97,9 @@ def prepare_iteration(maps, theta0, idx, save_steps=None):
             raise ValueError(f"save_steps: expected a non-empty 1-D list of steps, got {describe(steps)}")
         if np.any(np.diff(steps) <= 0):
             raise ValueError(f"save_steps: expected strictly increasing step numbers, got {steps.tolist()[:8]}")
+    check_output_size((n_chains, steps.size, theta0.shape[-1]), "save_steps",
+                      what="iterates (n_chains x len(save_steps) x d)")
+    theta0 = np.broadcast_to(theta0, (n_chains, theta0.shape[-1])).copy()
     return idx, theta0, steps
 
 
@@ -104,130 +128,214 @@ def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.nd
     return state
 
 
+def _diverged(order: str, chain: int, step: int) -> DivergenceError:
+    return DivergenceError(
+        f"{order} iterates overflowed: chain {chain} is non-finite at step {step} "
+        f"(saved steps only). The maps expand there; lower lr or start inside a "
+        f"contractive region."
+    )
+
+
 def check_diverged(out: np.ndarray, steps: np.ndarray, order: str) -> np.ndarray:
-    """Return ``out``, or raise :class:`DivergenceError` naming the first non-finite saved step."""
+    """Return ``out``, or raise :class:`DivergenceError` naming the first non-finite saved step (and its chain)."""
     finite = np.isfinite(out).all(axis=-1)
     if not finite.all():
-        chain, pos = np.argwhere(~finite)[np.argsort(np.argwhere(~finite)[:, 1], kind="stable")][0]
-        raise DivergenceError(
-            f"{order} iterates overflowed: chain {chain} is non-finite at step {steps[pos]} "
-            f"(saved steps only). The maps expand there; lower lr or start inside a "
-            f"contractive region."
-        )
+        bad = np.argwhere(~finite)
+        chain, pos = bad[np.lexsort((bad[:, 0], bad[:, 1]))][0]
+        raise _diverged(order, int(chain), int(steps[pos]))
     return out
+
+
+def step_finite(maps, theta: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``maps.step(theta, index)`` on the finite rows of ``theta`` (K, d); non-finite rows stay non-finite.
+
+    A family's callables are never handed a point that already overflowed
+    (they may rightly refuse one); such rows come back as ``nan``, for
+    :func:`check_diverged` to report.
+    """
+    ok = np.isfinite(theta).all(axis=-1)
+    if ok.all():
+        new = np.asarray(maps.step(theta, index), dtype=np.float64)
+    else:
+        new = np.full(theta.shape, np.nan)
+        if ok.any():
+            new[ok] = np.asarray(maps.step(theta[ok], index[ok]), dtype=np.float64)
+    if new.shape != theta.shape:
+        raise ValueError(f"maps: expected step(theta, index) to return shape {theta.shape}, got {new.shape}")
+    return new
 
 
 def _affine_forward(maps: AffineMaps, theta0, idx, steps):
+    """``θ_k = [θ_{k−1}, 1] @ M_{ξ_k}`` per chain (one fixed-shape product each), chains sliced over threads."""
     C, n = idx.shape
     d, m = maps.dim, maps.n_maps
-    out = np.empty((C, steps.size, d))
-    if not _use_groups(C, m):
-        def advance(k, theta):
-            i = idx[:, k]
-            return np.einsum("cij,cj->ci", maps.A[i], theta) + maps.b[i]
-
-        iterate_and_save(advance, theta0, n, steps, out)
-        return out
     M = maps._row_matrices
-    workers = _forward_workers(C, m)
-    if workers == 1:
-        _grouped_forward(M, theta0, idx, steps, out)
-        return out
-    # Independent chains: contiguous slices run in threads (numpy releases the
-    # GIL), each with single-threaded BLAS; small per-batch GEMMs do not gain
-    # from BLAS threads, slices of chains do.
-    from concurrent.futures import ThreadPoolExecutor
+    out = np.empty((C, steps.size, d))
 
-    from threadpoolctl import threadpool_limits
+    def run(a, b):
+        if _use_groups(b - a, m):
+            _grouped_forward(M, theta0[a:b], idx[a:b], steps, out[a:b])
+            return
+        states = np.ones((2, b - a, 1, d + 1))  # two buffers: the product never overwrites its input
+        states[0, :, 0, :d] = theta0[a:b]
 
-    cuts = np.linspace(0, C, workers + 1).astype(int)
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        jobs = [pool.submit(_grouped_forward, M, theta0[a:b], idx[a:b], steps, out[a:b])
-                for a, b in itertools.pairwise(cuts)]
-        for job in jobs:
-            job.result()
+        def advance(k, cur):
+            np.matmul(states[cur], np.take(M, idx[a:b, k], axis=0), out=states[1 - cur, :, :, :d])
+            return 1 - cur
+
+        iterate_and_save(advance, 0, n, steps, out[a:b], read=lambda cur: states[cur, :, 0, :d])
+
+    over_chain_slices(run, C, m)
     return out
-
-
-def _forward_workers(n_chains: int, m: int) -> int:
-    """Threads for the grouped forward pass: one per core, each with enough chains per batch."""
-    cores = os.cpu_count() or 1
-    if n_chains < _THREAD_MIN_CHAINS:
-        return 1
-    return max(1, min(cores, n_chains // (_THREAD_MIN_CHAINS // 2), n_chains // (_GROUP_MIN_CHAINS_PER_BATCH * m)))
 
 
 def _grouped_forward(M, theta0, idx, steps, out):
     """Forward iterates of many chains, kept sorted by the current step's batch.
 
-    Each step is one row gather plus one GEMM per batch on augmented rows
-    ``[θ, 1] @ [[A_iᵀ], [b_i]]``; ``out`` receives the saved steps.
+    Each step is one row gather plus, per batch, one stacked product over
+    its chains with the batch's matrix broadcast: the same per-chain
+    ``(1, d+1) × (d+1, d)`` product as :func:`chain_matmul`, written in place.
     """
     C, n = idx.shape
     m, d = M.shape[0], M.shape[2]
     chains = np.arange(C)
-    state = np.ones((C, d + 1))
-    state[:, :d] = theta0
+    state = np.ones((C, 1, d + 1))
+    state[:, 0, :d] = theta0
     where = chains.copy()  # where[c]: row of chain c in `state`
-    gathered = np.ones((C, d + 1))
+    gathered = np.ones((C, 1, d + 1))
 
     def advance(k, state):
         order, bounds = _sort_by_batch(idx[:, k], m)
         np.take(state, where[order], axis=0, out=gathered, mode="clip")
         for i in np.flatnonzero(np.diff(bounds)):
             s, e = bounds[i], bounds[i + 1]
-            np.matmul(gathered[s:e], M[i], out=state[s:e, :d])
+            np.matmul(gathered[s:e], M[i], out=state[s:e, :, :d])  # rows (1, d) contiguous, as everywhere
         where[order] = chains
         return state
 
     iterate_and_save(advance, state, n, steps, out,
-                     read=lambda state: np.take(state[:, :d], where, axis=0, mode="clip"))
+                     read=lambda state: np.take(state[:, 0, :d], where, axis=0, mode="clip"))
+
+
+def _backward_tiles(C: int, D: int, n: int) -> tuple[int, int]:
+    """Chains per tile and steps per block: a tile's block of factors and of kept products fit the budget."""
+    per_matrix = 8 * D * D
+    tile = int(max(1, min(C, _SCAN_BUDGET // (4 * per_matrix))))
+    block = int(max(1, min(n, _SCAN_BUDGET // (2 * per_matrix * tile) - 1)))
+    return tile, block
 
 
 def _affine_backward(maps: AffineMaps, theta0, idx, steps):
+    """``[θ̃_n; 1] = P_n x_0`` with ``P_1 = E_{ξ_1}``, ``P_n = P_{n−1} E_{ξ_n}`` (left to right, per chain).
+
+    Chains are processed in tiles and steps in blocks (both sized by
+    ``_SCAN_BUDGET``); the products of the saved steps of a block are kept
+    and read out together. Every product and read-out is one fixed-shape
+    product per chain, so neither tiles nor blocks change a result.
+    """
     C, n = idx.shape
     d = maps.dim
+    D = d + 1
     E = maps.augmented
-    x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)  # (C, d+1)
+    x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)
     out = np.empty((C, steps.size, d))
-    carry = np.broadcast_to(np.eye(d + 1), (C, d + 1, d + 1)).copy()
-    block = int(max(1, min(n, _SCAN_BUDGET // (8 * C * (d + 1) ** 2 * 2))))
-    if block == 1:
-        # Many chains: sequential prefix product, grouped GEMM per step.
-        iterate_and_save(lambda k, P: _grouped_matmul(P, E, idx[:, k]), carry, n, steps, out,
-                         read=lambda P: np.einsum("cij,cj->ci", P[:, :d], x0))
-        return out
-    pos = 0
-    if steps[0] == 0:
-        out[:, 0] = theta0
-        pos = 1
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+    save = np.zeros(n + 1, dtype=bool)
+    save[steps] = True
+    tile, block = _backward_tiles(C, D, n)
+
+    def run_tile(a, b):
+        pos = 0
+        if save[0]:
+            out[a:b, 0] = theta0[a:b]
+            pos = 1
+        P = None
+        scratch = np.empty((2, b - a, D, D))
         for start in range(0, n, block):
             stop = min(n, start + block)
-            sel = steps[(steps > start) & (steps <= stop)]
-            # Inclusive Hillis–Steele scan of E_{ξ_{start+1}} ⋯ E_{ξ_j} within the block.
-            P = E[idx[:, start:stop]]  # (C, B, d+1, d+1)
-            s = 1
-            while s < P.shape[1]:
-                P[:, s:] = P[:, :-s] @ P[:, s:]
-                s *= 2
-            if sel.size:
-                prod = carry[:, None] @ P[:, sel - start - 1]  # (C, k, d+1, d+1)
-                out[:, pos:pos + sel.size] = np.einsum("ckij,cj->cki", prod[:, :, :d], x0)
-                pos += sel.size
-            carry = carry @ P[:, -1]
+            factors = np.take(E, idx[a:b, start:stop], axis=0)  # (tile, L, D, D), each factor C-contiguous
+            marks = save[start + 1:stop + 1]
+            kept = np.empty((b - a, int(marks.sum()), D, D))
+            slot = 0
+            for j in range(stop - start):
+                target = kept[:, slot] if marks[j] else scratch[j % 2]
+                if P is None:
+                    target[...] = factors[:, 0]  # P_1 = E_{ξ_1}
+                else:
+                    np.matmul(P, factors[:, j], out=target)  # one (D, D) product per chain
+                P = target
+                slot += int(marks[j])
+            if slot:
+                out[a:b, pos:pos + slot] = np.matmul(kept, x0[a:b, None, :, None])[:, :, :d, 0]
+                pos += slot
+            if P is not None and P.base is scratch:
+                P = P.copy()  # the next block reuses the scratch buffers
+
+    def run(a, b):
+        for t in range(a, b, tile):
+            run_tile(t, min(b, t + tile))
+
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        over_chain_slices(run, C, maps.n_maps)
     return out
 
 
-def _recomputation_is_cheaper(d: int, n: int, steps: np.ndarray) -> bool:
-    """Flop counts: prefix products cost ~n (d+1)³, recomputation Σ_n n d²."""
-    return float(steps.sum()) * d * d < float(n) * (d + 1) ** 3
+def _recomputation_is_cheaper(d: int, n: int) -> bool:
+    """Every ``θ̃_k`` rebuilt map by map costs ~n²/2 d², the scan ~n (d+1)³: recompute short sequences.
+
+    Decided on ``d`` and ``n`` only, never on the steps saved, so a saved
+    step is computed the same way whatever else is saved.
+    """
+    return n <= 2 * (d + 1)
+
+
+def _recompute_overflowed(maps, theta0, idx, steps, out):
+    """Replace non-finite backward iterates read from overflowed products by their map-by-map recomputation.
+
+    The first affected step of each affected chain is recomputed first: if
+    it is non-finite too, the iterates diverge (reported at the earliest such
+    step). Otherwise the rest is recomputed. Each pass is allowed
+    ``_RECOMPUTE_LIMIT`` map applications; beyond that the overflow of the
+    products is reported as divergence, with the reason.
+    """
+    bad = ~np.isfinite(out).all(axis=-1)  # (C, S)
+    if not bad.any():
+        return out
+    chains = np.flatnonzero(bad.any(axis=1))
+    first = bad[chains].argmax(axis=1)  # column of each chain's first non-finite iterate
+    k0 = int(np.argmin(first))
+    where = f"the products P_n of chain {chains[k0]} overflow from step {steps[first[k0]]} on"
+
+    def recompute(rows, cols):
+        work = rows.size * int(steps[cols].sum())
+        if work > _RECOMPUTE_LIMIT:
+            raise DivergenceError(
+                f"backward iterates overflowed: {where}, and recomputing the iterates they give map by map "
+                f"would take {work} map applications (limit {_RECOMPUTE_LIMIT}). The maps expand there; "
+                f"save fewer steps (save_steps), lower lr or start inside a contractive region."
+            )
+        starts = np.broadcast_to(theta0[rows, None], (rows.size, cols.size, theta0.shape[1]))
+        return apply_words(maps, starts, idx[rows], np.ones(cols.size, dtype=np.int64), steps[cols])
+
+    cols = np.unique(first)
+    own = recompute(chains, cols)[np.arange(chains.size), np.searchsorted(cols, first)]
+    lost = ~np.isfinite(own).all(axis=-1)
+    if lost.any():
+        k = np.flatnonzero(lost)[np.argmin(first[lost])]
+        raise _diverged("backward", int(chains[k]), int(steps[first[k]]))
+    out[chains, first] = own
+    bad[chains, first] = False
+    if bad.any():
+        chains = np.flatnonzero(bad.any(axis=1))
+        cols = np.flatnonzero(bad[chains].any(axis=0))
+        redo = recompute(chains, cols)
+        rows, pos = np.nonzero(bad[np.ix_(chains, cols)])
+        out[chains[rows], cols[pos]] = redo[rows, pos]
+    return out
 
 
 def _general_forward(maps, theta0, idx, steps):
     out = np.empty((idx.shape[0], steps.size, *theta0.shape[1:]))
-    iterate_and_save(lambda k, theta: np.asarray(maps.step(theta, idx[:, k]), dtype=np.float64),
-                     theta0, idx.shape[1], steps, out)
+    iterate_and_save(lambda k, theta: step_finite(maps, theta, idx[:, k]), theta0, idx.shape[1], steps, out)
     return out
 
 
@@ -238,7 +346,8 @@ def apply_words(maps, starts, idx, first, last):
     int arrays (k,) of 1-based step numbers (a word is empty when
     ``first > last``). Round ``r`` applies, for every word still active, its
     letter ``ξ_{last − r}`` (the newest first): one vectorized ``step`` call
-    per round over all active words of all chains. Returns (C, k, d).
+    per round over all active words of all chains (rows already non-finite
+    are left out, see :func:`step_finite`). Returns (C, k, d).
     """
     C = idx.shape[0]
     d = starts.shape[-1]
@@ -246,13 +355,13 @@ def apply_words(maps, starts, idx, first, last):
     first = np.asarray(first, dtype=np.int64)
     last = np.asarray(last, dtype=np.int64)
     lengths = np.maximum(last - first + 1, 0)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         for r in range(int(lengths.max(initial=0))):
             cols = np.flatnonzero(lengths > r)
             letters = last[cols] - r - 1  # 0-based column of ξ_{last − r}
             active = states[:, cols].reshape(-1, d)
             index = idx[:, letters].reshape(-1)
-            states[:, cols] = np.asarray(maps.step(active, index), dtype=np.float64).reshape(C, -1, d)
+            states[:, cols] = step_finite(maps, active, index).reshape(C, -1, d)
     return states
 
 
@@ -274,11 +383,12 @@ def forward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     theta0 : array_like, shape (d,) or (n_chains, d)
         Start, shared by all chains or one per chain.
     idx : array_like of int, shape (n_steps,) or (n_chains, n_steps)
-        Batch sequences (see :func:`contraction.sample_batches`).
+        Batch sequences (see :func:`contraction.sample_batches`), at most
+        ``MAX_STEPS`` (``10**8``) steps.
     save_steps : array_like of int, optional
         Strictly increasing step numbers to return (default all,
         ``0, …, n_steps``). ``[n_steps]`` keeps only the last iterate;
-        ``range(0, n_steps + 1, k)`` every k-th.
+        ``range(0, n_steps + 1, k)`` every k-th. The output is limited to 1 GiB.
 
     Returns
     -------
@@ -307,7 +417,8 @@ def forward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     """
     idx, theta0, steps = prepare_iteration(maps, theta0, idx, save_steps)
     if isinstance(maps, AffineMaps):
-        out = _affine_forward(maps, theta0, idx, steps)
+        with single_thread_blas():
+            out = _affine_forward(maps, theta0, idx, steps)
     else:
         out = _general_forward(maps, theta0, idx, steps)
     return check_diverged(out, steps, "forward")
@@ -327,9 +438,11 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     theta0 : array_like, shape (d,) or (n_chains, d)
         Start, shared by all chains or one per chain.
     idx : array_like of int, shape (n_steps,) or (n_chains, n_steps)
-        Batch sequences (see :func:`contraction.sample_batches`).
+        Batch sequences (see :func:`contraction.sample_batches`), at most
+        ``MAX_STEPS`` (``10**8``) steps.
     save_steps : array_like of int, optional
-        Strictly increasing step numbers to return (default all, ``0, …, n_steps``).
+        Strictly increasing step numbers to return (default all, ``0, …, n_steps``);
+        the output is limited to 1 GiB.
 
     Returns
     -------
@@ -344,11 +457,17 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     Notes
     -----
     Affine maps: ``θ̃_n = P_n θ_0 + q_n`` with ``P_n = P_{n−1} A_{ξ_n}``,
-    ``q_n = q_{n−1} + P_{n−1} b_{ξ_n}``, computed as a blocked associative
-    prefix scan of augmented matrices. General maps: recomputation,
-    ``Σ_n n`` evaluations of ``step`` for the requested ``n``, all ``n``
-    advancing side by side (SPEC C13); requesting only the last step costs
-    ``n_steps`` evaluations.
+    ``q_n = q_{n−1} + P_{n−1} b_{ξ_n}``, computed as a prefix scan of
+    augmented matrices carried left to right (in blocks of steps and tiles
+    of chains, bounded memory), ``n_steps`` products of size ``d + 1`` per
+    chain whatever is saved; short sequences (``n_steps <= 2 (d + 1)``) are
+    recomputed map by map instead. Each chain's iterates are the same bit
+    for bit whatever the number of chains and the steps saved. An iterate is
+    reported as divergent only when it is non-finite itself: where a product
+    ``P_n`` overflows but the iterate does not, it is recomputed from
+    ``θ_0``. General maps: recomputation, ``Σ_n n`` evaluations of ``step``
+    for the requested ``n``, all ``n`` advancing side by side (SPEC C13);
+    requesting only the last step costs ``n_steps`` evaluations.
 
     Examples
     --------
@@ -363,8 +482,11 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     True
     """
     idx, theta0, steps = prepare_iteration(maps, theta0, idx, save_steps)
-    if isinstance(maps, AffineMaps) and not _recomputation_is_cheaper(maps.dim, idx.shape[1], steps):
-        out = _affine_backward(maps, theta0, idx, steps)
-    else:
-        out = _general_backward(maps, theta0, idx, steps)
+    if not isinstance(maps, AffineMaps):
+        return check_diverged(_general_backward(maps, theta0, idx, steps), steps, "backward")
+    with single_thread_blas():
+        if _recomputation_is_cheaper(maps.dim, idx.shape[1]):
+            out = _general_backward(maps, theta0, idx, steps)
+        else:
+            out = _recompute_overflowed(maps, theta0, idx, steps, _affine_backward(maps, theta0, idx, steps))
     return check_diverged(out, steps, "backward")

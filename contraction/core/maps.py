@@ -14,8 +14,17 @@ from functools import cached_property
 
 import numpy as np
 
-from ._kernels import _grouped_matmul, _use_groups
-from ._validation import as_float_array, as_indices, check_lr, check_positive_int, check_probs, describe
+from ._kernels import chain_matmul
+from ._validation import (
+    DivergenceError,
+    as_float_array,
+    as_indices,
+    check_lr,
+    check_output_size,
+    check_positive_int,
+    check_probs,
+    describe,
+)
 
 __all__ = [
     "AffineMap",
@@ -62,13 +71,49 @@ class AffineMap:
         -------
         ndarray, shape (..., d)
             ``A θ + b``.
+
+        Raises
+        ------
+        DivergenceError
+            When ``A θ + b`` overflows (never returned as ``inf``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> T = AffineMap(np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([1.0, -1.0]))
+        >>> bool(np.array_equal(T.apply([1.0, 1.0]), [3.0, 0.0]))
+        True
         """
         theta = as_float_array(theta, "theta")
-        return np.einsum("...ij,...j->...i", self.A, theta) + self.b
+        d = self.A.shape[-1]
+        if theta.ndim == 0 or theta.shape[-1] != d:
+            raise ValueError(f"theta: expected shape (..., {d}), got {describe(theta)}")
+        maps_lead = np.broadcast_shapes(self.A.shape[:-2], self.b.shape[:-1])
+        try:
+            lead = np.broadcast_shapes(theta.shape[:-1], maps_lead)
+        except ValueError as exc:
+            raise ValueError(
+                f"theta: expected leading axes that broadcast with the maps' {maps_lead}, got {describe(theta)}"
+            ) from exc
+        check_output_size((*lead, d), "theta", what="an output")
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = np.einsum("...ij,...j->...i", self.A, theta) + self.b
+        return _finite_result(out, "theta", "A θ + b")
+
+
+def _finite_result(arr: np.ndarray, name: str, what: str) -> np.ndarray:
+    """Return ``arr``, or raise :class:`DivergenceError` naming ``name`` when it overflowed."""
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise DivergenceError(
+            f"{name}: {what} overflows ({bad} non-finite entries); float64 cannot hold the result"
+        )
+    return arr
 
 
 def _compose(A, b, A2, b2):
-    return A @ A2, np.einsum("...ij,...j->...i", A, b2) + b
+    with np.errstate(over="ignore", invalid="ignore"):
+        return A @ A2, np.einsum("...ij,...j->...i", A, b2) + b
 
 
 def compose_affine(A, b, A2, b2) -> AffineMap:
@@ -93,6 +138,14 @@ def compose_affine(A, b, A2, b2) -> AffineMap:
     AffineMap
         The composition, ``A = A A2`` and ``b = A b2 + b``.
 
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the argument whose shape, kind or values are wrong (all four
+        must be finite; leading axes must broadcast).
+    DivergenceError
+        When the composition overflows.
+
     Examples
     --------
     >>> import numpy as np
@@ -115,10 +168,19 @@ def compose_affine(A, b, A2, b2) -> AffineMap:
     for name, vec in (("b", b), ("b2", b2)):
         if vec.ndim < 1 or vec.shape[-1] != d:
             raise ValueError(f"{name}: expected vectors of shape (..., {d}), got {describe(vec)}")
-    try:
-        return AffineMap(*_compose(A, b, A2, b2))
-    except ValueError as exc:
-        raise ValueError(f"A2: expected leading axes that broadcast with those of A, got {describe(A2)}") from exc
+    lead = A.shape[:-2]
+    for name, arr, own in (("A2", A2, A2.shape[:-2]), ("b", b, b.shape[:-1]), ("b2", b2, b2.shape[:-1])):
+        try:
+            lead = np.broadcast_shapes(lead, own)
+        except ValueError as exc:
+            raise ValueError(
+                f"{name}: expected leading axes that broadcast with those of the other arguments {lead}, "
+                f"got {describe(arr)}"
+            ) from exc
+    check_output_size((*lead, d, d + 1), "A2", what="a composition")
+    C, c = _compose(A, b, A2, b2)
+    return AffineMap(_finite_result(C, "A2", "the composition A A2"),
+                     _finite_result(c, "b2", "the composition A b2 + b"))
 
 
 def _readonly(arr: np.ndarray) -> np.ndarray:
@@ -205,10 +267,12 @@ class AffineMaps:
         E.setflags(write=False)
         return E
 
-    @property
+    @cached_property
     def _row_matrices(self) -> np.ndarray:
-        """``[[A_iᵀ], [b_iᵀ]]``, shape (m, d+1, d): ``[θ, 1] @ M_i = T_i(θ)`` for row vectors."""
-        return np.swapaxes(self.augmented[:, : self.dim, :], 1, 2)
+        """``[[A_iᵀ], [b_iᵀ]]``, shape (m, d+1, d), C-contiguous: ``[θ, 1] @ M_i = T_i(θ)`` for row vectors."""
+        M = np.ascontiguousarray(np.swapaxes(self.augmented[:, : self.dim, :], 1, 2))
+        M.setflags(write=False)
+        return M
 
     # --- application ----------------------------------------------------------
     def apply(self, theta, index) -> np.ndarray:
@@ -225,19 +289,34 @@ class AffineMaps:
         -------
         ndarray, shape (..., d)
             ``A_index θ + b_index``.
+
+        Raises
+        ------
+        DivergenceError
+            When ``A_index θ + b_index`` overflows (never returned as ``inf``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> maps = AffineMaps([[[0.5]], [[2.0]]], [[1.0], [0.0]])
+        >>> bool(np.array_equal(maps.apply([[2.0], [2.0]], [0, 1]), [[2.0], [4.0]]))
+        True
         """
         theta = as_float_array(theta, "theta")
         if theta.ndim == 0 or theta.shape[-1] != self.dim:
             raise ValueError(f"theta: expected shape (..., {self.dim}), got {describe(theta)}")
         index = as_indices(index, "index", self.n_maps)
         try:
-            np.broadcast_shapes(index.shape, theta.shape[:-1])
+            lead = np.broadcast_shapes(index.shape, theta.shape[:-1])
         except ValueError as exc:
             raise ValueError(
                 f"index: expected a shape that broadcasts with {theta.shape[:-1]} (theta's leading axes), "
                 f"got {describe(index)}"
             ) from exc
-        return self.step(theta, index)
+        check_output_size((*lead, self.dim + 1), "index", what="an output")
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = self.step(theta, index)
+        return _finite_result(out, "theta", "A_index θ + b_index")
 
     def step(self, theta: np.ndarray, index) -> np.ndarray:
         """Unchecked :meth:`apply` for the iteration engines.
@@ -252,14 +331,32 @@ class AffineMaps:
         Returns
         -------
         ndarray, shape (..., d)
-            ``A_index θ + b_index``.
+            ``A_index θ + b_index``, each point's product computed on its own
+            (``[θ, 1] @ [[A_iᵀ], [b_iᵀ]]``, one fixed-shape product per point),
+            so a point's result does not depend on the others.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> maps = AffineMaps([[[0.5]], [[2.0]]], [[1.0], [0.0]])
+        >>> many = maps.step(np.arange(6.0)[:, None], np.array([0, 1, 0, 1, 0, 1]))
+        >>> bool(np.array_equal(many[3], maps.step(np.array([[3.0]]), np.array([1]))[0]))
+        True
         """
-        index = np.asarray(index)
-        if theta.ndim == 2 and index.shape == theta.shape[:1] and _use_groups(len(theta), self.n_maps):
-            X = np.concatenate([theta, np.ones((len(theta), 1))], axis=1)[:, None, :]
-            return _grouped_matmul(X, self._row_matrices, index)[:, 0]
-        A = self.A[index]
-        return np.einsum("...ij,...j->...i", A, theta) + self.b[index]
+        theta = np.asarray(theta, dtype=np.float64)
+        index = np.asarray(index, dtype=np.int64)
+        d = self.dim
+        if theta.ndim == 2 and index.shape == theta.shape[:1]:  # a stack of points, one map each
+            X = np.empty((len(theta), 1, d + 1))
+            X[:, 0, :d] = theta
+            X[:, 0, d] = 1.0
+            return chain_matmul(X, self._row_matrices, index)[:, 0]
+        lead = np.broadcast_shapes(theta.shape[:-1], index.shape)
+        K = int(np.prod(lead, dtype=np.int64))
+        X = np.ones((K, 1, d + 1))
+        X[:, 0, :d] = np.broadcast_to(theta, (*lead, d)).reshape(K, d)
+        Y = chain_matmul(X, self._row_matrices, np.broadcast_to(index, lead).reshape(K))
+        return Y.reshape(*lead, d)
 
     # --- composition ------------------------------------------------------------
     def compose(self, other: AffineMaps) -> AffineMaps:
@@ -292,7 +389,10 @@ class AffineMaps:
         other = check_affine_maps(other, "other")
         if other.dim != self.dim:
             raise ValueError(f"other: expected maps on R^{self.dim}, got maps on R^{other.dim}")
+        check_output_size((self.n_maps, other.n_maps, self.dim, self.dim + 1), "other", what="a family of compositions")
         A, b = _compose(self.A[:, None], self.b[:, None], other.A[None, :], other.b[None, :])
+        _finite_result(A, "other", "the composition T_i ∘ S_j")
+        _finite_result(b, "other", "the composition T_i ∘ S_j")
         p = np.outer(self.probs, other.probs).ravel()
         return AffineMaps(A.reshape(-1, self.dim, self.dim), b.reshape(-1, self.dim), p / p.sum())
 
@@ -311,6 +411,11 @@ class AffineMaps:
             ``A`` of shape ``(..., d, d)`` and ``b`` of shape ``(..., d)``;
             unpacks as ``A, b``.
 
+        Raises
+        ------
+        DivergenceError
+            When the composition overflows.
+
         Examples
         --------
         >>> import numpy as np
@@ -325,13 +430,18 @@ class AffineMaps:
         w = as_indices(word, "word", self.n_maps)
         if w.ndim == 0:
             w = w[None]
+        if w.shape[-1] > 10**8:
+            raise ValueError(f"word: expected words of at most 10**8 letters, got {describe(w)}")
         lead, k = w.shape[:-1], w.shape[-1]
-        w = w.reshape(int(np.prod(lead, dtype=np.int64)), k)
         d = self.dim
+        check_output_size((*lead, d, d + 1), "word", what="the maps of the words")
+        w = w.reshape(int(np.prod(lead, dtype=np.int64)), k)
         A = np.broadcast_to(np.eye(d), (w.shape[0], d, d)).copy()
         b = np.zeros((w.shape[0], d))
         for j in range(k - 1, -1, -1):  # last letter first
             A, b = _compose(self.A[w[:, j]], self.b[w[:, j]], A, b)
+        _finite_result(A, "word", "the composition of the word")
+        _finite_result(b, "word", "the composition of the word")
         return AffineMap(A.reshape((*lead, d, d)), b.reshape((*lead, d)))
 
     def fixed_points(self) -> np.ndarray:
@@ -346,11 +456,20 @@ class AffineMaps:
         ------
         ValueError
             When some ``I − A_i`` is singular.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> maps = AffineMaps([[[0.5]], [[0.5]]], [[1.0], [-1.0]])
+        >>> bool(np.allclose(maps.fixed_points(), [[2.0], [-2.0]]))
+        True
         """
         M = np.eye(self.dim) - self.A
         if np.any(np.linalg.matrix_rank(M) < self.dim):
             raise ValueError("maps: some map has no unique fixed point (I - A_i is singular)")
-        return np.linalg.solve(M, self.b[..., None])[..., 0]
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = np.linalg.solve(M, self.b[..., None])[..., 0]
+        return _finite_result(x, "maps", "a fixed point (I - A_i)^{-1} b_i")
 
     def mean_map(self) -> AffineMap:
         """The mean map ``(Ā, b̄) = (Σ p_i A_i, Σ p_i b_i)``.
@@ -359,8 +478,18 @@ class AffineMaps:
         -------
         AffineMap
             ``A = Ā`` of shape ``(d, d)`` and ``b = b̄`` of shape ``(d,)``; unpacks as ``A, b``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> maps = AffineMaps([[[0.5]], [[1.5]]], [[1.0], [-1.0]], probs=[0.75, 0.25])
+        >>> A, b = maps.mean_map()
+        >>> bool(np.allclose(A, [[0.75]]) and np.allclose(b, [0.5]))
+        True
         """
-        return AffineMap(np.tensordot(self.probs, self.A, axes=1), self.probs @ self.b)
+        with np.errstate(over="ignore", invalid="ignore"):
+            A, b = np.tensordot(self.probs, self.A, axes=1), self.probs @ self.b
+        return AffineMap(_finite_result(A, "A", "the mean map"), _finite_result(b, "b", "the mean map"))
 
     def __repr__(self) -> str:
         return f"AffineMaps(n_maps={self.n_maps}, dim={self.dim})"
@@ -442,6 +571,13 @@ class GradientMaps:
         -------
         ndarray, shape (k, d)
             ``θ − h ∇f_index(θ)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> maps = GradientMaps(lambda th, i: th - i[:, None], lr=0.5, n_maps=2)
+        >>> bool(np.array_equal(maps.step(np.array([[1.0], [1.0]]), np.array([0, 1])), [[0.5], [1.0]]))
+        True
         """
         return theta - self.lr * np.asarray(self.gradient(theta, index), dtype=np.float64)
 

@@ -12,10 +12,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_float_array, as_indices, check_lr, check_positive_int, check_probs, describe
+from ._validation import (
+    as_float_array,
+    as_indices,
+    check_lr,
+    check_output_size,
+    check_positive_int,
+    check_probs,
+    describe,
+)
 from .maps import AffineMaps, GradientMaps
 
 __all__ = ["LinearRegressionModel", "QuadraticModel"]
+
+
+def _finite(arr, name: str, what: str):
+    """Return ``arr``, or raise ValueError naming the argument whose values made ``what`` overflow."""
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name}: expected values for which {what} is finite, got an overflow "
+                         f"({bad} entries inf or nan)")
+    return arr
 
 
 def _check_psd(H: np.ndarray, name: str) -> None:
@@ -59,14 +76,48 @@ class _AffineGradientModel:
         """``r_i`` with ``∇f_i(θ) = H_i θ − r_i``, shape (m, d) (read-only)."""
         return self._r
 
-    def _theta(self, theta) -> np.ndarray:
-        theta = as_float_array(theta, "theta")
+    def _theta(self, theta, name: str = "theta") -> np.ndarray:
+        theta = as_float_array(theta, name)
         if theta.ndim == 0 or theta.shape[-1] != self.dim:
-            raise ValueError(f"theta: expected shape (..., {self.dim}), got {describe(theta)}")
+            raise ValueError(f"{name}: expected shape (..., {self.dim}), got {describe(theta)}")
         return theta
 
-    def _index(self, index) -> np.ndarray:
-        return as_indices(index, "index", self.n_batches)
+    def _index(self, index, theta: np.ndarray, name: str = "theta") -> np.ndarray:
+        index = as_indices(index, "index", self.n_batches)
+        try:
+            lead = np.broadcast_shapes(index.shape, theta.shape[:-1])
+        except ValueError as exc:
+            raise ValueError(
+                f"index: expected a shape that broadcasts with {theta.shape[:-1]} ({name}'s leading axes), "
+                f"got {describe(index)}"
+            ) from exc
+        check_output_size((*lead, self.dim), "index", what="an output")
+        return index
+
+    def _gradient(self, theta, index) -> np.ndarray:
+        """:meth:`gradient` with its arguments checked but its result unchecked (the map family's callable).
+
+        An overflow comes back as ``inf``, for the iteration functions to
+        report as divergence.
+        """
+        theta = self._theta(theta)
+        index = self._index(index, theta)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.einsum("...ij,...j->...i", self._H[index], theta) - self._r[index]
+
+    def _hvp(self, theta, v, index) -> np.ndarray:
+        """:meth:`hvp` with its arguments checked but its result unchecked (the map family's callable)."""
+        theta = self._theta(theta)
+        v = self._theta(v, "v")
+        try:
+            np.broadcast_shapes(theta.shape, v.shape)
+        except ValueError as exc:
+            raise ValueError(
+                f"v: expected a shape that broadcasts with theta's {theta.shape}, got {describe(v)}"
+            ) from exc
+        index = self._index(index, v, "v")
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.einsum("...ij,...j->...i", self._H[index], v)
 
     def gradient(self, theta, index) -> np.ndarray:
         """Batch gradients ``∇f_index(θ) = H_index θ − r_index``.
@@ -82,10 +133,21 @@ class _AffineGradientModel:
         -------
         ndarray, shape (..., d)
             The gradients.
+
+        Raises
+        ------
+        ValueError
+            Naming ``theta`` when the gradient overflows there, or ``index``
+            when a batch is outside ``[0, m − 1]`` (negative indices are refused).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> model = QuadraticModel([[[2.0]], [[1.0]]], [[1.0], [-1.0]])
+        >>> bool(np.allclose(model.gradient([[0.0], [0.0]], [0, 1]), [[-2.0], [1.0]]))
+        True
         """
-        theta = self._theta(theta)
-        index = self._index(index)
-        return np.einsum("...ij,...j->...i", self._H[index], theta) - self._r[index]
+        return _finite(self._gradient(theta, index), "theta", "the gradient")
 
     def batch_loss(self, theta, index) -> np.ndarray:
         """Batch losses ``f_index(θ)``.
@@ -101,11 +163,25 @@ class _AffineGradientModel:
         -------
         ndarray, shape (...)
             The losses.
+
+        Raises
+        ------
+        ValueError
+            Naming ``theta`` when the loss overflows there.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> model = QuadraticModel([[[2.0]], [[1.0]]], [[1.0], [-1.0]])
+        >>> bool(np.allclose(model.batch_loss([0.0], 0), 1.0))
+        True
         """
         theta = self._theta(theta)
-        index = self._index(index)
-        Ht = np.einsum("...ij,...j->...i", self._H[index], theta)
-        return 0.5 * np.sum(theta * Ht, -1) - np.sum(self._r[index] * theta, -1) + self._k[index]
+        index = self._index(index, theta)
+        with np.errstate(over="ignore", invalid="ignore"):
+            Ht = np.einsum("...ij,...j->...i", self._H[index], theta)
+            f = 0.5 * np.sum(theta * Ht, -1) - np.sum(self._r[index] * theta, -1) + self._k[index]
+        return _finite(f, "theta", "the loss")
 
     def loss(self, theta) -> np.ndarray:
         """Training loss ``L(θ) = Σ p_i f_i(θ)``.
@@ -119,11 +195,20 @@ class _AffineGradientModel:
         -------
         ndarray, shape (...)
             ``L(θ)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> model = QuadraticModel([[[2.0]], [[1.0]]], [[1.0], [-1.0]])
+        >>> bool(np.allclose(model.loss([0.0]), 0.5 * 1.0 + 0.5 * 0.5))
+        True
         """
         theta = self._theta(theta)
+        check_output_size((*theta.shape[:-1], self.n_batches, self.dim), "theta", what="the batch losses")
         idx = np.arange(self.n_batches)
         per = self.batch_loss(theta[..., None, :], idx)
-        return per @ self.probs
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _finite(per @ self.probs, "theta", "the loss")
 
     def full_gradient(self, theta) -> np.ndarray:
         """Full gradient ``∇L(θ) = Σ p_i ∇f_i(θ)``.
@@ -137,10 +222,19 @@ class _AffineGradientModel:
         -------
         ndarray, shape (..., d)
             ``∇L(θ)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> model = QuadraticModel([[[2.0]], [[1.0]]], [[1.0], [-1.0]])
+        >>> bool(np.allclose(model.full_gradient(model.minimizer()), 0.0))
+        True
         """
         theta = self._theta(theta)
-        H = np.tensordot(self.probs, self._H, axes=1)
-        return theta @ H.T - self.probs @ self._r
+        with np.errstate(over="ignore", invalid="ignore"):
+            H = np.tensordot(self.probs, self._H, axes=1)
+            g = theta @ H.T - self.probs @ self._r
+        return _finite(g, "theta", "the gradient")
 
     def minimizer(self) -> np.ndarray:
         """A minimiser of ``L`` (least-norm when the mean Hessian is singular).
@@ -176,8 +270,10 @@ class _AffineGradientModel:
         True
         """
         h = check_lr(lr)
-        A = np.eye(self.dim) - h * self._H
-        return AffineMaps(A, h * self._r, self.probs)
+        with np.errstate(over="ignore", invalid="ignore"):
+            A = np.eye(self.dim) - h * self._H
+            b = h * self._r
+        return AffineMaps(_finite(A, "lr", "I − lr H_i"), _finite(b, "lr", "lr r_i"), self.probs)
 
     def hvp(self, theta, v, index) -> np.ndarray:
         """Hessian-vector products ``∇²f_index(θ) v = H_index v`` (constant Hessians).
@@ -185,24 +281,39 @@ class _AffineGradientModel:
         Parameters
         ----------
         theta : array_like, shape (..., d)
-            Points (unused: the Hessians are constant).
+            Points (checked like everywhere, then unused: the Hessians are constant).
         v : array_like, shape (..., d)
-            Vectors.
+            Vectors, broadcasting with ``theta``.
         index : int or array_like of int
-            Batches, broadcasting with ``v``'s leading axes.
+            Batches in ``[0, m − 1]``, broadcasting with ``v``'s leading axes.
 
         Returns
         -------
         ndarray, shape (..., d)
             ``H_index v``.
+
+        Raises
+        ------
+        ValueError
+            Naming ``v`` when the product overflows.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> model = QuadraticModel([[[2.0, 0.0], [0.0, 1.0]]], [[0.0, 0.0]])
+        >>> bool(np.allclose(model.hvp([0.0, 0.0], [1.0, 1.0], 0), [2.0, 1.0]))
+        True
         """
-        return np.einsum("...ij,...j->...i", self._H[index], np.asarray(v, dtype=np.float64))
+        return _finite(self._hvp(theta, v, index), "v", "the Hessian-vector product")
 
     def gradient_maps(self, lr) -> GradientMaps:
         """The same SGD maps as a general map family (gradient and Hessian-vector products).
 
         Iterating it gives the same iterates as :meth:`sgd_maps`, through the
-        general (non-affine) code paths; used to cross-check them.
+        general (non-affine) code paths; used to cross-check them. Its
+        ``gradient`` and ``hvp`` check their arguments as :meth:`gradient`
+        and :meth:`hvp` do, but return an overflow as ``inf``, which the
+        iteration functions report as divergence.
 
         Parameters
         ----------
@@ -213,13 +324,18 @@ class _AffineGradientModel:
         -------
         GradientMaps
             With ``hvp`` and ``dim``.
-        """
-        return GradientMaps(self._stack_gradient, lr, self.n_batches, self.probs, hvp=self.hvp, dim=self.dim)
 
-    def _stack_gradient(self, theta, index) -> np.ndarray:
-        """:meth:`gradient` without the checks, for the iteration engines (non-finite rows pass through)."""
-        theta = np.asarray(theta, dtype=np.float64)
-        return np.einsum("...ij,...j->...i", self._H[index], theta) - self._r[index]
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import contraction as ct
+        >>> model = QuadraticModel([[[2.0]], [[1.0]]], [[1.0], [-1.0]])
+        >>> idx = [0, 1, 1, 0]
+        >>> a = ct.forward_iterates(model.gradient_maps(0.1), [0.0], idx)
+        >>> bool(np.allclose(a, ct.forward_iterates(model.sgd_maps(0.1), [0.0], idx)))
+        True
+        """
+        return GradientMaps(self._gradient, lr, self.n_batches, self.probs, hvp=self._hvp, dim=self.dim)
 
 
 class QuadraticModel(_AffineGradientModel):
@@ -251,11 +367,12 @@ class QuadraticModel(_AffineGradientModel):
         c = as_float_array(centers, "centers", ndim=2)
         if c.shape != (m, d):
             raise ValueError(f"centers: expected shape ({m}, {d}) to match hessians, got {describe(c)}")
-        H = 0.5 * (H + np.swapaxes(H, -1, -2))
+        H = 0.5 * H + 0.5 * np.swapaxes(H, -1, -2)
         self.probs = check_probs(probs, m)
         self._H = H
-        self._r = np.einsum("mij,mj->mi", H, c)
-        self._k = 0.5 * np.einsum("mi,mi->m", c, self._r)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._r = _finite(np.einsum("mij,mj->mi", H, c), "centers", "the linear terms H_i c_i")
+            self._k = _finite(0.5 * np.einsum("mi,mi->m", c, self._r), "centers", "the constants c_iᵀ H_i c_i / 2")
         self.centers = c
         for arr in (self._H, self._r, self._k, self.centers, self.probs):
             arr.setflags(write=False)
@@ -309,12 +426,14 @@ class LinearRegressionModel(_AffineGradientModel):
                 f"batch_size: expected a divisor of the number of rows {n} (fixed partition), got {b}"
             )
         m = n // b
+        check_output_size((m, d, d), "X", what="batch Hessians (n_batches x d x d)")
         Xb = X.reshape(m, b, d)
         yb = y.reshape(m, b)
         self.probs = check_probs(probs, m)
-        self._H = np.einsum("mki,mkj->mij", Xb, Xb) / b
-        self._r = np.einsum("mki,mk->mi", Xb, yb) / b
-        self._k = 0.5 * np.einsum("mk,mk->m", yb, yb) / b
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._H = _finite(np.einsum("mki,mkj->mij", Xb, Xb) / b, "X", "the batch Hessians X_Bᵀ X_B / |B|")
+            self._r = _finite(np.einsum("mki,mk->mi", Xb, yb) / b, "y", "the linear terms X_Bᵀ y_B / |B|")
+            self._k = _finite(0.5 * np.einsum("mk,mk->m", yb, yb) / b, "y", "the constants ‖y_B‖² / (2|B|)")
         self.X, self.y, self.batch_size = X, y, b
         for arr in (self._H, self._r, self._k, self.X, self.y, self.probs):
             arr.setflags(write=False)

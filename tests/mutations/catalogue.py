@@ -25,7 +25,7 @@ class Mutant:
 
 
 CHECKS = "tests/test_checks.py"
-THEORY = ("tests/test_theory.py", "tests/test_existence.py", "tests/test_certified.py")
+THEORY = ("tests/test_theory.py", "tests/test_existence.py", "tests/test_certified.py", "tests/test_theory_pins.py")
 
 MUTANTS: list[Mutant] = [
     # --- theorem checks: a loosened tolerance or a wrong theory value -------------------------------
