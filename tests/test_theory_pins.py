@@ -63,7 +63,7 @@ def test_backward_distance_equals_exact_enumeration(seed):
             for i in w:
                 P = P @ maps.A[i]
             exact += p * np.trace(P.T @ P @ M)
-        assert got[n] == pytest.approx(exact, rel=1e-11), n
+        assert got[n] == pytest.approx(exact, rel=1e-11, abs=0), n
 
 
 @pytest.mark.parametrize("theta0", [0.0, 0.3, -2.0])
@@ -75,7 +75,7 @@ def test_certified_truncation_bound_is_the_stated_formula(theta0, lr):
     res = ct.backward_fixed_point(maps, theta0=[theta0], rng=7, tol=1e-8)
     G = max(abs(maps.A[i, 0, 0] * theta0 + maps.b[i, 0] - theta0) for i in range(2))
     assert res.converged and res.bound_kind == "certified"
-    assert res.truncation_bound == pytest.approx(c**res.n_steps * G / (1.0 - c), rel=1e-12)
+    assert res.truncation_bound == pytest.approx(c**res.n_steps * G / (1.0 - c), rel=1e-12, abs=0)
     assert res.error_bound >= res.truncation_bound
     # and the bound holds: the limit read off the digits of the batch sequence
     idx = ct.sample_batches(2, res.n_steps + 200, rng=7)[0]
