@@ -25,6 +25,7 @@ class Mutant:
 
 
 CHECKS = "tests/test_checks.py"
+CORE = ("tests/test_iterates.py", "tests/test_core.py", "tests/test_determinism.py", "tests/test_approximations.py")
 THEORY = ("tests/test_theory.py", "tests/test_existence.py", "tests/test_certified.py", "tests/test_theory_pins.py")
 
 MUTANTS: list[Mutant] = [
@@ -98,4 +99,29 @@ MUTANTS: list[Mutant] = [
            'cross = 2 * np.einsum("mi,mij,j->m", maps.b, B, mom.mean)',
            'cross = 0 * np.einsum("mi,mij,j->m", maps.b, B, mom.mean)',
            "stationary mean squared increment without the cross term", THEORY),
+    # --- core ----------------------------------------------------------------------------------
+    Mutant("backward_scan_order_swapped", "library", "contraction/core/iterates.py",
+           "np.matmul(P, factors[:, j], out=target)", "np.matmul(factors[:, j], P, out=target)",
+           "backward products composed in the forward order", CORE),
+    Mutant("maps_A_transposed", "library", "contraction/core/maps.py",
+           "E[:, :d, :d] = self.A", "E[:, :d, :d] = np.swapaxes(self.A, 1, 2)",
+           "Aᵀ for A in the augmented maps every engine uses", CORE),
+    Mutant("maps_missing_b", "library", "contraction/core/maps.py",
+           "E[:, :d, d] = self.b", "E[:, :d, d] = 0.0",
+           "offsets b dropped from the augmented maps", CORE),
+    Mutant("grouped_forward_wrong_batch", "library", "contraction/core/iterates.py",
+           "np.matmul(gathered[s:e], M[i], out=state[s:e, :, :d])",
+           "np.matmul(gathered[s:e], M[(i + 1) % m], out=state[s:e, :, :d])",
+           "many-chain forward path applies the next batch's map", CORE),
+    Mutant("one_stream_for_every_chain", "library", "contraction/core/sampling.py",
+           "draw_batches(gen.spawn(stop - start), m, n, scheme, probs, out=out[start:stop])",
+           "draw_batches([np.random.Generator(np.random.PCG64(0)) for _ in range(stop - start)], m, n, scheme, "
+           "probs, out=out[start:stop])",
+           "every chain draws from the same stream", CORE),
+    Mutant("reshuffle_with_replacement", "library", "contraction/core/sampling.py",
+           "out[c] = g.permuted(base, axis=1).ravel()[:n_steps]", "out[c] = g.integers(0, m, size=base.size)[:n_steps]",
+           "random reshuffling drawn with replacement", CORE),
+    Mutant("sampling_ignores_probs", "library", "contraction/core/sampling.py",
+           "cdf = check_probs(probs, m).cumsum()", "cdf = check_probs(None, m).cumsum()",
+           "i.i.d. batches drawn uniformly whatever the probabilities", CORE),
 ]
