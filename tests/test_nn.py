@@ -608,9 +608,8 @@ def test_fuzz_network_methods(kind, data):
                          ("batch_loss", lambda: net.batch_loss(theta, index))]:
         out = outcome(call, NET_ARGS)
         if out is not None:
-            if method == "hvp" and np.ndim(v) == 2:
-                expected = np.shape(v)
-            finite(out, expected if method != "batch_loss" else expected[:-1])
+            want = np.shape(v) if method == "hvp" and np.ndim(v) == 2 else expected
+            finite(out, want if method != "batch_loss" else expected[:-1])
     for method, call in [("loss", lambda: net.loss(theta)), ("full_gradient", lambda: net.full_gradient(theta)),
                          ("evaluate", lambda: net.evaluate(theta).loss)]:
         out = outcome(call, NET_ARGS)
