@@ -41,6 +41,6 @@ def pytest_terminal_summary(terminalreporter):
     for name, module in list(sys.modules.items()):
         counts = getattr(module, "OUTCOMES", None)
         if name.endswith("test_fuzz") and counts:
-            total = sum(counts.values())
-            parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-            terminalreporter.write_line(f"fuzz: {total} calls: {parts}")
+            calls = {k: v for k, v in counts.items() if k != "examples"}
+            parts = ", ".join(f"{v} {k}" for k, v in sorted(calls.items()))
+            terminalreporter.write_line(f"fuzz: {counts['examples']} examples, {sum(calls.values())} calls: {parts}")
