@@ -124,4 +124,12 @@ MUTANTS: list[Mutant] = [
     Mutant("sampling_ignores_probs", "library", "contraction/core/sampling.py",
            "cdf = check_probs(probs, m).cumsum()", "cdf = check_probs(None, m).cumsum()",
            "i.i.d. batches drawn uniformly whatever the probabilities", CORE),
+    # --- symbolic layer --------------------------------------------------------------------------
+    Mutant("bracket_sign", "library", "contraction/lie/_calculus.py",
+           "_jacobian(Y, syms) * X - _jacobian(X, syms) * Y", "_jacobian(X, syms) * Y - _jacobian(Y, syms) * X",
+           "Lie bracket with the wrong sign", ("tests/test_lie_brackets.py", "tests/test_lie_checks.py")),
+    Mutant("regulariser_coefficient_doubled", "library", "contraction/lie/_regulariser.py",
+           "return ImplicitRegulariser(m, kappa_value * h,", "return ImplicitRegulariser(m, 2 * kappa_value * h,",
+           "implicit regulariser coefficient h/(2m) instead of h/(4m)",
+           ("tests/test_lie_regulariser.py", "tests/test_lie_checks.py")),
 ]
