@@ -26,6 +26,8 @@ class Mutant:
 
 CHECKS = "tests/test_checks.py"
 CORE = ("tests/test_iterates.py", "tests/test_core.py", "tests/test_determinism.py", "tests/test_approximations.py")
+MODELS = ("tests/test_core.py", "tests/test_theory.py", "tests/test_theory_pins.py")
+APPROX = ("tests/test_approximations.py", "tests/test_lie_expansions.py")
 THEORY = ("tests/test_theory.py", "tests/test_existence.py", "tests/test_certified.py", "tests/test_theory_pins.py")
 
 MUTANTS: list[Mutant] = [
@@ -132,4 +134,31 @@ MUTANTS: list[Mutant] = [
            "return ImplicitRegulariser(m, kappa_value * h,", "return ImplicitRegulariser(m, 2 * kappa_value * h,",
            "implicit regulariser coefficient h/(2m) instead of h/(4m)",
            ("tests/test_lie_regulariser.py", "tests/test_lie_checks.py")),
+    # --- models, moments, diagnostics, laws, approximations -------------------------------------
+    Mutant("regression_hessian_not_averaged", "library", "contraction/core/models.py",
+           'np.einsum("mki,mkj->mij", Xb, Xb) / b, "X"', 'np.einsum("mki,mkj->mij", Xb, Xb), "X"',
+           "batch Hessian X_BᵀX_B without the 1/|B|", MODELS),
+    Mutant("regression_offset_sign", "library", "contraction/core/models.py",
+           'np.einsum("mki,mk->mi", Xb, yb) / b, "y"', '-np.einsum("mki,mk->mi", Xb, yb) / b, "y"',
+           "linear term X_Bᵀy_B with the wrong sign", MODELS),
+    Mutant("quadratic_offset_halved", "library", "contraction/core/models.py",
+           'np.einsum("mij,mj->mi", H, c), "centers"', 'np.einsum("mij,mj->mi", H, c) * 0.5, "centers"',
+           "linear term of a quadratic halved (b_i = h H_i c_i / 2)", MODELS),
+    Mutant("stationary_mean_sign", "library", "contraction/theory/moments.py",
+           "return np.linalg.solve(np.eye(maps.dim) - Abar, bbar)\n",
+           "return np.linalg.solve(np.eye(maps.dim) + Abar, bbar)\n",
+           "stationary mean (I + Ā)^{-1} b̄", THEORY),
+    Mutant("contraction_constant_mean_norm", "library", "contraction/theory/diagnostics.py",
+           "return float(np.linalg.norm(maps.A, 2, axis=(1, 2)).max())",
+           "return float(np.linalg.norm(maps.A, 2, axis=(1, 2)).mean())",
+           "contraction constant as the mean instead of the largest Lipschitz constant", THEORY),
+    Mutant("hill_off_by_one", "library", "contraction/theory/laws.py",
+           "total = float(np.sum(np.log(x[:k] / x[k])))", "total = float(np.sum(np.log(x[:k] / x[k + 1])))",
+           "Hill estimator against the (k+1)-th order statistic", ("tests/test_theory.py",)),
+    Mutant("bracket_correction_sign", "library", "contraction/approximations.py",
+           "correction = hv[:, 0] - hv[:, 1:].sum(axis=1)", "correction = hv[:, 1:].sum(axis=1) - hv[:, 0]",
+           "bracket-corrected step with the bracket's sign flipped", APPROX),
+    Mutant("window_anchor_not_refreshed", "library", "contraction/approximations.py",
+           "        anchor = vals[:, -1]\n", "        anchor = anchor\n",
+           "anchored window never refreshes its anchor", APPROX),
 ]
