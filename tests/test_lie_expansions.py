@@ -5,7 +5,10 @@ losses) are compiled to numpy and checked against direct composition of the
 numeric maps by the fitted order of the residual.
 """
 
+import contextlib
 import inspect
+import signal
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -210,6 +213,91 @@ def test_elementary_differentials(steps3):
     assert trees.tree_name(t) == "D²g_0[g_1, g_2]"
 
 
+# --- sizes: refused at once instead of running for minutes -----------------------------------------
+
+LETTER_LIMITS = {1: 1000, 2: 64, 3: 24, 4: 12, 5: 8, 6: 6}
+FLOW_LIMITS = {1: 1000, 2: 64, 3: 16, 4: 6, 5: 3, 6: 2}
+
+
+@contextlib.contextmanager
+def _within(seconds):
+    """Fail (instead of running for minutes) when the block takes longer than ``seconds``."""
+    def handler(signum, frame):
+        raise AssertionError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("h_order", [3, 4, 5, 6])
+def test_formal_series_sizes_are_bounded_by_the_stated_limits(h_order):
+    """Beyond the limit of its h_order a word is refused at once, naming the argument and the limit."""
+    limit = LETTER_LIMITS[h_order]
+    start = time.perf_counter()
+    with _within(5.0), pytest.raises(ValueError, match=rf"^sequence: expected a word of at most {limit} letters"):
+        lie.formal_composition("forward", range(limit + 1), h_order=h_order)
+    with pytest.raises(ValueError, match=rf"^order: expected a word of at most {limit} letters"):
+        lie.formal_composition(list(range(16)) * 2, h_order=h_order)
+    flow_limit = FLOW_LIMITS[h_order]
+    with pytest.raises(ValueError, match=rf"^sequence: expected at most {flow_limit} distinct batches"):
+        lie.modified_flow("forward", range(flow_limit + 1), h_order=h_order)
+    with pytest.raises(ValueError, match=r"^sequence: expected"):
+        lie.leading_error("forward", range(limit + 1), h_order=h_order)
+    assert time.perf_counter() - start < 2.0
+    # the documented limits are the ones applied
+    for func in (lie.formal_composition, lie.modified_flow):
+        assert ", ".join(str(v) for v in (LETTER_LIMITS if func is lie.formal_composition
+                                           else FLOW_LIMITS).values()) in func.__doc__
+
+
+def test_formal_series_at_the_limit_finish_within_seconds():
+    with _within(10.0):
+        assert lie.formal_composition("forward", range(6), h_order=6).leading_power() == 1
+        assert lie.formal_composition("forward", range(8), h_order=5).leading_power() == 1
+        assert lie.modified_flow("palindromic", [0, 1], h_order=6).h_order == 6
+        assert lie.modified_flow("forward", range(6), h_order=4).h_order == 4
+
+
+def test_words_are_refused_before_they_are_built():
+    start = time.perf_counter()
+    with _within(5.0), pytest.raises(ValueError, match=r"^sequence: expected at most 1000 batch indices"):
+        lie.order_word("forward", range(10**9))
+    with pytest.raises(ValueError, match=r"^order: expected at most 1000 letters"):
+        lie.order_word(iter(range(10**9)))
+    with pytest.raises(ValueError, match=r"^sequence: expected at most 500 batch indices for a palindromic"):
+        lie.order_word("palindromic", range(600))
+    assert len(lie.order_word("palindromic", range(500))) == 1000
+    assert time.perf_counter() - start < 2.0
+
+
+def test_concrete_expansions_bound_the_symbolic_work(steps3):
+    """composition/order_difference evaluate at most 500 differentials and need dim**h_order <= 1e5.
+
+    (Before these limits the first call ran for minutes: 627 differentials of log-cosh losses.)
+    """
+    start = time.perf_counter()
+    with _within(5.0), pytest.raises(ValueError, match=r"^h_order: expected an expansion with at most 500 elementary"):
+        lie.composition(steps3, (0, 1, 2, 0, 1, 2), h_order=5)
+    wide = lie.SGDSteps(["x0**2 * x49"], [f"x{i}" for i in range(50)])
+    with pytest.raises(ValueError, match=r"^h_order: expected dim\*\*h_order <= 100000"):
+        lie.composition(wide, "forward", h_order=3)
+    with pytest.raises(ValueError, match=r"^h_order: expected dim\*\*h_order <= 100000"):
+        lie.order_difference(wide, h_order=3)
+    with pytest.raises(ValueError, match=r"^symbols: expected at most 50 symbols"):
+        lie.SGDSteps(["x0"], [f"x{i}" for i in range(51)])
+    with pytest.raises(ValueError, match=r"^losses: expected at most 2500 second derivatives"):
+        lie.SGDSteps(["x0", "x1"], [f"x{i}" for i in range(50)])
+    with pytest.raises(ValueError, match=r"^losses: expected at most 1000 losses"):
+        lie.SGDSteps(["x"] * 1001, ["x"])
+    assert time.perf_counter() - start < 2.0
+    assert len(lie.composition(wide, "forward", h_order=2).coefficients) == 3
+
+
 # --- bad inputs ---------------------------------------------------------------------------------
 
 BAD_CALLS = [
@@ -238,6 +326,15 @@ BAD_CALLS = [
     ("series", TypeError, lambda: lie.second_order_structure({2: {}})),
     ("series", ValueError, lambda: lie.second_order_structure(lie.formal_composition("forward", [0], h_order=1))),
     ("tree", ValueError, lambda: lie.SGDSteps(["x**2"], ["x"]).elementary((3, ()))),
+    ("i", ValueError, lambda: lie.SGDSteps(["x**2"], ["x"]).bracket(1, 0)),
+    ("j", TypeError, lambda: lie.SGDSteps(["x**2"], ["x"]).bracket(0, 0.5)),
+    ("losses", ValueError, lambda: lie.SGDSteps(iter(lambda: "x", None), ["x"])),
+    ("losses", ValueError, lambda: lie.SGDSteps([sympy.nan], ["x"])),
+    ("sequence", ValueError, lambda: lie.composition(lie.SGDSteps(["x**2"], ["x"]), "forward", sequence=[0, 1])),
+    ("orders", ValueError, lambda: lie.order_difference(["x**2"], ["x"], orders=5)),
+    ("orders", ValueError, lambda: lie.order_difference(["x**2"], ["x"], orders=("sideways", "forward"))),
+    ("orders", ValueError, lambda: lie.order_difference(["x**2", "x"], ["x"], orders=([0, 2], "forward"))),
+    ("rho", ValueError, lambda: lie.modified_flow("forward", [0, 1], rho=float("nan"))),
 ]
 
 

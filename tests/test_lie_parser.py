@@ -1,7 +1,10 @@
 """contraction.lie, the safe loss parser: a whitelist over Python's ast, never evaluating text."""
 
 import builtins
+import contextlib
+import signal
 import sys
+import time
 
 import pytest
 import sympy
@@ -83,6 +86,19 @@ BAD = [
     "0**-1 * x",
     "1x",
     "x\x00",
+    "sqrt(10**299)**1000",
+    "(10**299 * x)**1000",
+    "(2*x)**1000",
+    "(x**1000)**1000",
+    "x**1000 * x**1000 * x**1000 * x**1000 * x**1000 * x**1000 * x**1000 * x**1000 * x**1000 * x**1000 * x",
+    "2**1000 * x",
+    "(2/3)**1000 * x",
+    "exp(1000) * x",
+    "1e-320 * x",
+    "1e301 * x",
+    "sqrt(-1) * x",
+    "log(-1) + x",
+    "+".join(["x"] * 1001),
 ]
 
 
@@ -112,6 +128,53 @@ def test_parse_loss_fuzz_returns_finite_expressions_or_text_errors(text):
 
 def test_parse_loss_accepts_long_sums():
     assert lie.parse_loss(" + ".join(["x*y"] * 150), ["x", "y"]) == 150 * x * y
+
+
+def test_parse_loss_accepts_flat_sums_and_products_up_to_the_stated_limit():
+    """A flat x + x + … is one level deep, not 300; 1000 terms are accepted, 1001 refused by the stated limit."""
+    assert lie.parse_loss("+".join(["x"] * 300), XY) == 300 * x
+    assert lie.parse_loss("+".join(["x"] * 1000), XY) == 1000 * x
+    assert lie.parse_loss("-".join(["x"] * 500), XY) == -498 * x
+    assert lie.parse_loss("*".join(["x"] * 1000), XY) == x**1000
+    assert lie.parse_loss("/".join(["x"] * 3 + ["y"] * 3), XY) == 1 / (x * y**3)
+    assert lie.parse_loss(" + ".join(["0.1*x"] * 400), XY) == 40 * x
+    assert lie.parse_loss("(2/3)**600 * x", XY) == sympy.Rational(2, 3) ** 600 * x  # below 1e300
+    assert lie.parse_loss("10**299 * x", XY) == sympy.Integer(10) ** 299 * x
+    for op, what in (("+", "sum"), ("*", "product")):
+        with pytest.raises(ValueError, match=rf"^text: expected at most 1000 terms in one {what}"):
+            lie.parse_loss(op.join(["x"] * 1001), XY)
+
+
+@contextlib.contextmanager
+def _within(seconds):
+    """Fail (instead of hanging) when the block runs longer than ``seconds``."""
+    def handler(signum, frame):
+        raise AssertionError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+COSTLY = [
+    "*".join(["sqrt(10**299)**1000"] * 60),  # 1,199 characters; ran past 60 s
+    "sqrt(10**299)**1000",  # built a 149,500-digit integer
+    "*".join(["9**314"] * 150),  # a 45,000-digit product
+    "((2*x + 1)**1000)**1000",
+    "*".join(["(x + 1)**1000"] * 11),
+]
+
+
+@pytest.mark.parametrize("text", COSTLY, ids=range(len(COSTLY)))
+def test_parse_loss_bounds_the_cost_before_sympy_builds_anything(text):
+    start = time.perf_counter()
+    with _within(5.0), pytest.raises(ValueError, match=r"^text: expected"):
+        lie.parse_loss(text, XY)
+    assert time.perf_counter() - start < 2.0
 
 
 def test_parse_loss_never_evaluates_text(monkeypatch):

@@ -5,6 +5,10 @@ quadratics; they are checked to 1e-12 against the affine closed forms of the
 numeric core (``AffineMaps.word``).
 """
 
+import contextlib
+import signal
+import time
+
 import numpy as np
 import pytest
 import sympy
@@ -73,12 +77,68 @@ def test_quadratic_difference_of_equal_orders_is_zero():
     assert np.array_equal(q.evaluate(H, c, np.zeros(2), 0.1), np.zeros(2))
 
 
+@contextlib.contextmanager
+def _within(seconds):
+    """Fail (instead of running for minutes) when the block takes longer than ``seconds``."""
+    def handler(signum, frame):
+        raise AssertionError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_quadratic_difference_refuses_long_words_quickly():
+    """A word of n letters has up to 2^n terms: at most 10 letters, refused at once beyond (16 ran for minutes)."""
+    start = time.perf_counter()
+    with _within(5.0), pytest.raises(ValueError, match=r"^sequence: expected words of at most 10 letters"):
+        lie.quadratic_difference(tuple(range(16)))
+    with pytest.raises(ValueError, match=r"^sequence: expected words of at most 10 letters"):
+        lie.quadratic_difference((0, 1, 2, 3, 4, 5), orders=("palindromic", "forward"))
+    with pytest.raises(ValueError, match=r"^orders: expected words of at most 10 letters"):
+        lie.quadratic_difference(orders=(list(range(11)), "forward"))
+    with pytest.raises(ValueError, match=r"^sequence: expected at most 1000 batch indices"):
+        lie.quadratic_difference(range(10**9))
+    assert time.perf_counter() - start < 2.0
+
+
+def test_quadratic_difference_at_the_size_limit_is_exact():
+    """Ten letters (a palindrome of five) at the limit: exact against the affine closed forms, within seconds."""
+    rng = np.random.default_rng(4)
+    with _within(10.0):
+        q = lie.quadratic_difference((0, 1, 2, 3, 4), orders=("palindromic", "backward"))
+    assert max(q.coefficients) == 10
+    d = 2
+    G = rng.normal(size=(5, d, d))
+    H = G @ np.swapaxes(G, 1, 2) / d
+    c, theta, h = rng.normal(size=(5, d)), rng.normal(size=d), 0.3
+    Ap, bp = ct.QuadraticModel(H, c).sgd_maps(h / 2).word([0, 1, 2, 3, 4, 4, 3, 2, 1, 0])
+    Ab, bb = ct.QuadraticModel(H, c).sgd_maps(h).word([0, 1, 2, 3, 4])
+    with _within(10.0):
+        value = q.evaluate(H, c, theta, h)
+    assert np.abs(value - ((Ap - Ab) @ theta + bp - bb)).max() <= 1e-12
+
+
+def test_quadratic_difference_evaluate_reports_overflow():
+    q = lie.quadratic_difference((0, 1, 2))
+    H = np.stack([np.eye(2) * 1e200] * 3)
+    with pytest.raises(ValueError, match=r"^lr: expected a learning rate and inputs for which the polynomial"):
+        q.evaluate(H, np.ones((3, 2)), np.ones(2), 1.0)
+
+
 _Q = lie.quadratic_difference((0, 1))
 _H, _C, _TH = np.stack([np.eye(2)] * 2), np.zeros((2, 2)), np.zeros(2)
 
 BAD_CALLS = [
     ("orders", ValueError, lambda: lie.quadratic_difference((0, 1), orders="forward")),
     ("orders", ValueError, lambda: lie.quadratic_difference((0, 1), orders=("forward",))),
+    ("orders", ValueError, lambda: lie.quadratic_difference((0, 1), orders=5)),
+    ("orders", ValueError, lambda: lie.quadratic_difference((0, 1), orders=("sideways", "forward"))),
+    ("orders", TypeError, lambda: lie.quadratic_difference((0, 1), orders=(None, "forward"))),
     ("sequence", TypeError, lambda: lie.quadratic_difference((0.5, 1))),
     ("hessians", ValueError, lambda: _Q.evaluate(np.eye(2), _C, _TH, 0.1)),
     ("hessians", ValueError, lambda: _Q.evaluate(_H[:1], _C, _TH, 0.1)),

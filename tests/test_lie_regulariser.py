@@ -44,8 +44,28 @@ def test_implicit_regulariser_coefficient_is_h_over_4m():
         assert r.coefficient == h / (4 * m)
         assert r.bracket_mean == {} and r.residual == {} and r.n_orders == np.prod(range(1, m + 1))
         assert r.gradient_terms[(0, 1)] == Fraction(1, 2)  # ½ Σ_{a≠b} H_b g_a
-    biased = lie.implicit_regulariser(3, orders=[(0, 1, 2)])
-    assert biased.bracket_mean != {} and biased.coefficient != h / 12
+        assert r.matched and r.message.startswith("the mean epoch equals gradient flow")
+
+
+def test_implicit_regulariser_of_one_order_returns_the_symmetric_part_and_says_why():
+    """One fixed order: λ of the symmetric part is defined (h/12); the bracket part is reported, never nan."""
+    h = sympy.Symbol("h", positive=True)
+    one = lie.implicit_regulariser(3, orders=[(0, 1, 2)])
+    assert one.coefficient == h / 12 and one.coefficient.is_finite is not False
+    assert not one.coefficient.has(sympy.nan)
+    assert one.matched is False
+    assert one.bracket_mean == {(0, 1): Fraction(1, 2), (0, 2): Fraction(1, 2), (1, 2): Fraction(1, 2)}
+    assert one.gradient_terms == lie.implicit_regulariser(3).gradient_terms  # same symmetric part as all 3! orders
+    # the residual is exactly the bracket part ½ Σ_{i<j} (H_j g_i − H_i g_j), in elementary differentials
+    assert one.residual == {(b, ((a, ()),)): Fraction(1, 2) for a, b in ((0, 1), (0, 2), (1, 2))} | \
+        {(a, ((b, ()),)): Fraction(-1, 2) for a, b in ((0, 1), (0, 2), (1, 2))}
+    assert "bracket part" in one.message and "not the gradient" in one.message
+    # two orders that balance each pair only partly: still defined, still explained
+    two = lie.implicit_regulariser(3, orders=[(0, 1, 2), (2, 1, 0), (1, 0, 2)])
+    assert two.coefficient == h / 12 and not two.matched and two.bracket_mean != {}
+    # orders that balance every pair (an order and its reverse) match completely
+    pair = lie.implicit_regulariser(3, orders=[(0, 1, 2), (2, 1, 0)])
+    assert pair.coefficient == h / 12 and pair.matched and pair.residual == {} and pair.bracket_mean == {}
 
 
 def test_implicit_regulariser_of_one_batch_has_no_cross_terms():
@@ -60,6 +80,15 @@ BAD_CALLS = [
     ("orders", ValueError, lambda: lie.implicit_regulariser(3, orders=[(0, 1, 1)])),
     ("orders", ValueError, lambda: lie.implicit_regulariser(3, orders=[])),
     ("orders", TypeError, lambda: lie.implicit_regulariser(2, orders=["01"])),
+    ("orders", TypeError, lambda: lie.implicit_regulariser(2, orders="01")),
+    ("orders", TypeError, lambda: lie.implicit_regulariser(2, orders=5)),
+    ("orders", ValueError, lambda: lie.implicit_regulariser(7, orders=[tuple(range(7))] * 5041)),
+    ("orders", ValueError, lambda: lie.implicit_regulariser(64, orders=[tuple(range(64))] * 61)),
+    ("n_batches", ValueError, lambda: lie.implicit_regulariser(65, orders=[tuple(range(65))])),
+    ("reference", ValueError, lambda: lie.leading_error("forward", [0, 1], reference="sideways")),
+    ("reference", TypeError, lambda: lie.leading_error("forward", [0, 1], reference=None)),
+    ("reference", ValueError, lambda: lie.leading_error("forward", [0, 1], reference=list(range(13)), h_order=4)),
+    ("sequence", ValueError, lambda: lie.leading_error("forward", list(range(4)), h_order=6)),
     ("order", ValueError, lambda: lie.leading_error("sideways", [0, 1])),
     ("sequence", ValueError, lambda: lie.leading_error("forward")),
     ("h_order", ValueError, lambda: lie.leading_error("forward", [0, 1], h_order=7)),

@@ -24,13 +24,15 @@ def _as_field(X, d: int, name: str) -> sympy.ImmutableMatrix:
     if isinstance(X, (str, bytes)):
         raise TypeError(f"{name}: expected a sympy column matrix (vector field), got {describe(X)}")
     if isinstance(X, sympy.MatrixBase):
-        M = sympy.ImmutableMatrix(X)
+        if X.shape != (d, 1):
+            raise ValueError(f"{name}: expected a column matrix of shape ({d}, 1), got shape {X.shape}")
+        M = sympy.ImmutableMatrix([_as_scalar(entry, name) for entry in X])
     elif isinstance(X, (list, tuple)):
+        if len(X) != d:
+            raise ValueError(f"{name}: expected {d} components, got {describe(X)}")
         M = sympy.ImmutableMatrix([_as_scalar(v, name) for v in X])
     else:
         raise TypeError(f"{name}: expected a sympy column matrix (vector field), got {describe(X)}")
-    if M.shape != (d, 1):
-        raise ValueError(f"{name}: expected a column matrix of shape ({d}, 1), got shape {M.shape}")
     return M
 
 
@@ -57,8 +59,7 @@ def gradient(loss, symbols) -> sympy.ImmutableMatrix:
     True
     """
     syms = _as_symbols(symbols)
-    f = _as_loss(loss, syms)
-    return sympy.ImmutableMatrix([f.diff(s) for s in syms])
+    return _gradient(_as_loss(loss, syms), syms)
 
 
 def hessian(loss, symbols) -> sympy.ImmutableMatrix:
@@ -69,7 +70,7 @@ def hessian(loss, symbols) -> sympy.ImmutableMatrix:
     loss : sympy.Expr or str
         The loss ``f``; a string is parsed safely with :func:`parse_loss`.
     symbols : sequence of str or sympy.Symbol, length d
-        The coordinates ``θ``.
+        The coordinates ``θ`` (at most 50: the Hessian has ``d²`` entries).
 
     Returns
     -------
@@ -84,8 +85,31 @@ def hessian(loss, symbols) -> sympy.ImmutableMatrix:
     True
     """
     syms = _as_symbols(symbols)
-    f = _as_loss(loss, syms)
-    return sympy.ImmutableMatrix(sympy.hessian(f, syms))
+    return _hessian(_as_loss(loss, syms), syms)
+
+
+def _derivative(expr, s):
+    """``∂expr/∂s``, skipping the walk through ``expr`` when ``s`` does not occur in it."""
+    return expr.diff(s) if s in expr.free_symbols else sympy.S.Zero
+
+
+def _gradient(f, syms) -> sympy.ImmutableMatrix:
+    return sympy.ImmutableMatrix([_derivative(f, s) for s in syms])
+
+
+def _hessian(f, syms) -> sympy.ImmutableMatrix:
+    """The symmetric Hessian, each second derivative computed once (from the gradient)."""
+    d = len(syms)
+    g = [_derivative(f, s) for s in syms]
+    rows = [[sympy.S.Zero] * d for _ in range(d)]
+    for i in range(d):
+        for j in range(i, d):
+            rows[i][j] = rows[j][i] = _derivative(g[i], syms[j])
+    return sympy.ImmutableMatrix(rows)
+
+
+def _jacobian(X, syms) -> sympy.ImmutableMatrix:
+    return sympy.ImmutableMatrix([[_derivative(x, s) for s in syms] for x in X])
 
 
 def bracket(X, Y, symbols) -> sympy.ImmutableMatrix:
@@ -102,7 +126,7 @@ def bracket(X, Y, symbols) -> sympy.ImmutableMatrix:
     Y : sympy.Matrix, shape (d, 1), or sequence of d expressions
         The second vector field.
     symbols : sequence of str or sympy.Symbol, length d
-        The coordinates.
+        The coordinates (at most 50: the Jacobians have ``d²`` entries).
 
     Returns
     -------
@@ -122,4 +146,4 @@ def bracket(X, Y, symbols) -> sympy.ImmutableMatrix:
     syms = _as_symbols(symbols)
     X = _as_field(X, len(syms), "X")
     Y = _as_field(Y, len(syms), "Y")
-    return sympy.ImmutableMatrix(Y.jacobian(syms) * X - X.jacobian(syms) * Y)
+    return sympy.ImmutableMatrix(_jacobian(Y, syms) * X - _jacobian(X, syms) * Y)

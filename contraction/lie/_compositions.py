@@ -10,26 +10,38 @@ compared with the numeric core (direct composition of the maps).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import sympy
 
-from ..core._validation import describe
+from ..core._validation import check_int, describe
 from ..core.maps import GradientMaps
-from ._calculus import bracket
+from ._calculus import _gradient, _hessian, bracket
 from ._numeric import NumericFunction, lambdify
 from ._parser import _as_loss, _as_scalar, _as_symbols
 from ._series import (
     FormalSeries,
     SecondOrderStructure,
     _check_h_order,
-    formal_composition,
+    _formal,
+    _word,
+    _word_name,
     order_word,
     second_order_structure,
 )
 
 __all__ = ["Expansion", "SGDSteps", "composition", "order_difference"]
+
+# Most losses (batches) in one SGDSteps.
+_MAX_LOSSES = 1000
+# Most second derivatives (losses × dim²) computed for one SGDSteps.
+_MAX_SECOND_DERIVATIVES = 2500
+# Most elementary differentials evaluated symbolically in one expansion (each costs sympy derivatives).
+_MAX_DIFFERENTIALS = 500
+# Largest dim**h_order: the differential D^r g_a[u_1, …, u_r] has dim^(r+1) terms, r < h_order.
+_MAX_FORM_TERMS = 100_000
 
 
 class SGDSteps:
@@ -42,7 +54,9 @@ class SGDSteps:
     Parameters
     ----------
     losses : sequence of sympy.Expr or str
-        Batch losses ``f_0, …, f_{m−1}``; strings are parsed with :func:`parse_loss`.
+        Batch losses ``f_0, …, f_{m−1}``; strings are parsed with
+        :func:`parse_loss`. At most 1000 losses and ``m · d² <= 2500``
+        (the second derivatives of all Hessians).
     symbols : sequence of str or sympy.Symbol
         The coordinates ``θ``.
 
@@ -73,15 +87,20 @@ class SGDSteps:
         if isinstance(losses, (str, bytes, sympy.Basic)) or losses is None:
             raise TypeError(f"losses: expected a sequence of losses, got {describe(losses)}")
         try:
-            items = list(losses)
+            items = list(itertools.islice(losses, _MAX_LOSSES + 1))
         except TypeError:
             raise TypeError(f"losses: expected a sequence of losses, got {describe(losses)}") from None
         if not items:
             raise ValueError("losses: expected at least one loss, got an empty sequence")
+        if len(items) > _MAX_LOSSES:
+            raise ValueError(f"losses: expected at most {_MAX_LOSSES} losses, got more")
+        if len(items) * len(syms) ** 2 > _MAX_SECOND_DERIVATIVES:
+            raise ValueError(f"losses: expected at most {_MAX_SECOND_DERIVATIVES} second derivatives in all "
+                             f"(losses × dim²), got {len(items)} losses in {len(syms)} coordinates")
         self.symbols = syms
         self.losses = tuple(_as_loss(f, syms, "losses") for f in items)
-        self.gradients = tuple(sympy.ImmutableMatrix([f.diff(s) for s in syms]) for f in self.losses)
-        self.hessians = tuple(sympy.ImmutableMatrix(g.jacobian(syms)) for g in self.gradients)
+        self.gradients = tuple(_gradient(f, syms) for f in self.losses)
+        self.hessians = tuple(_hessian(f, syms) for f in self.losses)
         self.h = sympy.Symbol("h", positive=True)
         self._elementary = {}
         self._forms = {}
@@ -106,7 +125,7 @@ class SGDSteps:
             else:
                 prev, U = self._form(a, r - 1)
                 u = [sympy.Dummy(f"u{r}_{j}") for j in range(self.dim)]
-                form = sum((prev.diff(s) * uj for s, uj in zip(self.symbols, u, strict=True)), sympy.zeros(self.dim, 1))
+                form = [sympy.Add(*(p.diff(s) * uj for s, uj in zip(self.symbols, u, strict=True))) for p in prev]
                 self._forms[key] = (sympy.ImmutableMatrix(form), [*U, u])
         return self._forms[key]
 
@@ -153,10 +172,12 @@ class SGDSteps:
         sympy.ImmutableMatrix, shape (d, 1)
             The sum for the losses of these steps.
         """
-        out = sympy.zeros(self.dim, 1)
+        entries = [[] for _ in range(self.dim)]
         for t, c in terms.items():
-            out += _as_scalar(c, "terms") * self.elementary(t)
-        return sympy.ImmutableMatrix(out)
+            coef = _as_scalar(c, "terms")
+            for row, value in zip(entries, self.elementary(t), strict=True):
+                row.append(coef * value)
+        return sympy.ImmutableMatrix([sympy.Add(*row) for row in entries])  # one sum per entry
 
     def bracket(self, i: int, j: int) -> sympy.ImmutableMatrix:
         """Compute the bracket of two gradient fields, ``[g_i, g_j] = H_j g_i − H_i g_j``.
@@ -171,6 +192,8 @@ class SGDSteps:
         sympy.ImmutableMatrix, shape (d, 1)
             The bracket field.
         """
+        i = check_int(i, "i", 0, self.n_batches - 1)
+        j = check_int(j, "j", 0, self.n_batches - 1)
         return bracket(self.gradients[i], self.gradients[j], self.symbols)
 
     def numeric_maps(self, lr, probs=None) -> GradientMaps:
@@ -210,13 +233,13 @@ class SGDSteps:
         def grad(theta, index):
             theta = np.asarray(theta, dtype=np.float64)
             index = np.broadcast_to(np.asarray(index), theta.shape[:-1])
-            values = fg(theta).reshape((*theta.shape[:-1], m, d))
+            values = fg._values(theta, (), theta.shape[:-1]).reshape((*theta.shape[:-1], m, d))
             return np.take_along_axis(values, index[..., None, None], axis=-2)[..., 0, :]
 
         def hvp(theta, v, index):
             theta = np.asarray(theta, dtype=np.float64)
             index = np.broadcast_to(np.asarray(index), theta.shape[:-1])
-            values = fH(theta).reshape((*theta.shape[:-1], m, d, d))
+            values = fH._values(theta, (), theta.shape[:-1]).reshape((*theta.shape[:-1], m, d, d))
             Hs = np.take_along_axis(values, index[..., None, None, None], axis=-3)[..., 0, :, :]
             return np.einsum("...ij,...j->...i", Hs, np.asarray(v, dtype=np.float64))
 
@@ -292,16 +315,28 @@ class Expansion:  # numpydoc ignore=PR01
         return second_order_structure(self.formal)
 
 
+def _check_dim(steps: SGDSteps, h_order: int) -> None:
+    """Refuse differentials ``D^r g`` too large to build: ``dim^h_order`` at most ``_MAX_FORM_TERMS``."""
+    if steps.dim**h_order > _MAX_FORM_TERMS:
+        raise ValueError(f"h_order: expected dim**h_order <= {_MAX_FORM_TERMS} (the differentials D^r g have "
+                         f"dim^(r+1) terms), got dim={steps.dim} and h_order={h_order}")
+
+
 def _concrete(steps: SGDSteps, formal: FormalSeries, identity: bool) -> Expansion:
+    n_terms = sum(len(formal.coefficient(k)) for k in range(1, formal.h_order + 1))
+    if n_terms > _MAX_DIFFERENTIALS:
+        raise ValueError(f"h_order: expected an expansion with at most {_MAX_DIFFERENTIALS} elementary "
+                         f"differentials to evaluate symbolically, got {n_terms} at h_order={formal.h_order} "
+                         f"(use a lower h_order or a shorter word)")
     theta = sympy.ImmutableMatrix(steps.symbols) if identity else sympy.ImmutableMatrix.zeros(steps.dim, 1)
     coefs = [theta] + [steps.evaluate(formal.coefficient(k)) for k in range(1, formal.h_order + 1)]
     return Expansion(formal, tuple(coefs), steps.symbols, steps.h)
 
 
-def _check_labels(word, m: int):
+def _check_labels(word, m: int, name: str):
     bad = [a for a, _ in word if a >= m]
     if bad:
-        raise ValueError(f"order: expected batch indices in [0, {m - 1}], got {bad[0]}")
+        raise ValueError(f"{name}: expected batch indices in [0, {m - 1}], got {bad[0]}")
 
 
 def composition(steps, order="forward", *, sequence=None, h_order: int = 3) -> Expansion:
@@ -316,12 +351,19 @@ def composition(steps, order="forward", *, sequence=None, h_order: int = 3) -> E
     sequence : sequence of int, optional
         Batch sequence of a named order; default ``0, 1, …, m − 1``.
     h_order : int, default 3
-        Highest power of ``h`` kept (1 to 6).
+        Highest power of ``h`` kept (1 to 6); see :func:`formal_composition`
+        for the longest word at each. Symbolic evaluation is bounded too: at
+        most 500 elementary differentials and ``dim**h_order <= 100000``.
 
     Returns
     -------
     Expansion
         ``coefficients[0] = θ``, ``coefficients[1] = −Σ_p c_p g_{w_p}``, … .
+
+    Raises
+    ------
+    ValueError
+        Naming ``order``, ``sequence`` or ``h_order`` when a size limit is exceeded.
 
     Examples
     --------
@@ -338,9 +380,10 @@ def composition(steps, order="forward", *, sequence=None, h_order: int = 3) -> E
     if isinstance(order, str) and sequence is None:
         sequence = range(steps.n_batches)
     word = order_word(order, sequence)
-    _check_labels(word, steps.n_batches)
-    formal = formal_composition(word, h_order=h_order)
-    return _concrete(steps, formal, identity=True)
+    h_order = _check_h_order(h_order)
+    _check_labels(word, steps.n_batches, _word_name(order))
+    _check_dim(steps, h_order)
+    return _concrete(steps, _formal(word, h_order, _word_name(order)), identity=True)
 
 
 def order_difference(losses, symbols=None, h_order: int = 3, *, orders=("forward", "backward"),
@@ -359,7 +402,8 @@ def order_difference(losses, symbols=None, h_order: int = 3, *, orders=("forward
     symbols : sequence of str or sympy.Symbol, optional
         Coordinates (required unless ``losses`` is an ``SGDSteps``).
     h_order : int, default 3
-        Highest power of ``h`` kept (1 to 6).
+        Highest power of ``h`` kept (1 to 6), within the size limits of
+        :func:`composition`.
     orders : pair of orders, default ("forward", "backward")
         Each as in :func:`order_word`.
     sequence : sequence of int, optional
@@ -386,16 +430,18 @@ def order_difference(losses, symbols=None, h_order: int = 3, *, orders=("forward
         if symbols is None:
             raise TypeError("symbols: expected the coordinates of the losses, got None")
         steps = SGDSteps(losses, symbols)
-    if isinstance(orders, str) or len(orders) != 2:
+    if not isinstance(orders, (tuple, list)) or len(orders) != 2:
         raise ValueError(f"orders: expected a pair of orders, got {describe(orders)}")
     if sequence is None:
         sequence = range(steps.n_batches)
     h_order = _check_h_order(h_order)
+    _check_dim(steps, h_order)
     series = []
     for order in orders:
-        word = order_word(order, sequence if isinstance(order, str) else None)
-        _check_labels(word, steps.n_batches)
-        series.append(formal_composition(word, h_order=h_order))
+        word = _word(order, sequence if isinstance(order, str) else None, "orders")
+        name = "sequence" if isinstance(order, str) else "orders"
+        _check_labels(word, steps.n_batches, name)
+        series.append(_formal(word, h_order, name))
     formal = series[0] - series[1]
     return _concrete(steps, formal, identity=False)
 

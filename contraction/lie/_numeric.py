@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import sympy
+from sympy.core.function import AppliedUndef
 
 from ..core._validation import as_float_array, describe
 from ._parser import _as_scalar, _as_symbols
@@ -58,14 +59,23 @@ class NumericFunction:
     def __init__(self, expr, symbols, params=()):
         self.symbols = _as_symbols(symbols)
         self.params = () if isinstance(params, (tuple, list)) and not params else _as_symbols(params, "params")
+        if set(self.params) & set(self.symbols):
+            raise ValueError(f"params: expected symbols other than the coordinates, got "
+                             f"{sorted(str(p) for p in set(self.params) & set(self.symbols))} in both")
         if isinstance(expr, sympy.MatrixBase):
+            if 0 in expr.shape:
+                raise ValueError(f"expr: expected a non-empty matrix, got shape {expr.shape}")
             self.shape = (expr.shape[0],) if expr.shape[1] == 1 else tuple(expr.shape)
-            entries = list(expr)
+            entries = [_as_scalar(e, "expr") for e in expr]
         else:
             self.shape = ()
             entries = [_as_scalar(expr, "expr")]
+        unknown = set().union(*(e.atoms(AppliedUndef, sympy.Derivative, sympy.Integral) for e in entries))
+        if unknown:
+            raise ValueError(f"expr: expected an expression of elementary functions, got "
+                             f"{sorted(str(u) for u in unknown)[:3]}")
         allowed = set(self.symbols) | set(self.params)
-        extra = set().union(*(sympy.sympify(e).free_symbols for e in entries)) - allowed
+        extra = set().union(*(e.free_symbols for e in entries)) - allowed
         if extra:
             raise ValueError(
                 f"expr: expected an expression in {[str(s) for s in allowed]}, got one that also "
@@ -90,6 +100,13 @@ class NumericFunction:
         -------
         ndarray, shape (...) + self.shape
             The values, float64.
+
+        Raises
+        ------
+        ValueError
+            ``"theta: ..."`` when a value is not finite (an overflow, a point
+            outside the domain) or not real, never a silent ``nan``/``inf``;
+            ``"params: ..."`` when the parameter values do not broadcast.
         """
         theta = as_float_array(theta, "theta")
         d = len(self.symbols)
@@ -98,9 +115,29 @@ class NumericFunction:
         if len(params) != len(self.params):
             raise TypeError(f"params: expected {len(self.params)} parameter values, got {len(params)}")
         params = [as_float_array(p, "params") for p in params]
-        batch = np.broadcast_shapes(theta.shape[:-1], *(p.shape for p in params))
-        values = self._fn(*np.moveaxis(theta, -1, 0), *params)
-        out = np.stack([np.broadcast_to(np.asarray(v, dtype=np.float64), batch) for v in values], axis=-1)
+        try:
+            batch = np.broadcast_shapes(theta.shape[:-1], *(p.shape for p in params))
+        except ValueError:
+            raise ValueError(f"params: expected values broadcasting with theta.shape[:-1] = {theta.shape[:-1]}, "
+                             f"got shapes {[p.shape for p in params]}") from None
+        out = self._values(theta, params, batch)
+        if not np.all(np.isfinite(out)):
+            bad = int(np.count_nonzero((~np.isfinite(out)).reshape(*batch, -1).any(axis=-1)))
+            raise ValueError(f"theta: expected points where the expression is finite, got nan or inf at "
+                             f"{bad} of {int(np.prod(batch))} points (an overflow or a point outside the domain)")
+        return out
+
+    def _values(self, theta: np.ndarray, params, batch: tuple) -> np.ndarray:
+        """The values at validated points, shape ``batch + self.shape``; overflow gives ``inf``, silently.
+
+        The map families built on it (:meth:`SGDSteps.numeric_maps`) leave the
+        report of non-finite iterates to the iteration engines.
+        """
+        with np.errstate(all="ignore"):
+            values = [np.asarray(v) for v in self._fn(*np.moveaxis(theta, -1, 0), *params)]
+        if any(np.iscomplexobj(v) and np.any(v.imag != 0) for v in values):
+            raise ValueError("theta: expected points where the expression is real, got complex values")
+        out = np.stack([np.broadcast_to(v.real.astype(np.float64), batch) for v in values], axis=-1)
         return out.reshape(batch + self.shape)
 
     def __repr__(self) -> str:

@@ -17,9 +17,12 @@ import numpy as np
 import sympy
 
 from ..core._validation import as_float_array, check_lr, describe
-from ._series import _rational, order_word
+from ._series import _rational, _word
 
 __all__ = ["QuadraticPolynomial", "quadratic_difference"]
+
+# Most letters in one word: the exact polynomial of a word of n letters has up to 2^n terms.
+_MAX_LETTERS = 10
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,12 @@ class QuadraticPolynomial:  # numpydoc ignore=PR01
         -------
         ndarray, shape (d,)
             The value of the polynomial.
+
+        Raises
+        ------
+        ValueError
+            Naming the argument with the wrong shape or non-finite entries;
+            ``"lr: ..."`` when the value overflows (never a silent ``inf``).
         """
         H = as_float_array(hessians, "hessians")
         c = as_float_array(centers, "centers")
@@ -96,12 +105,47 @@ class QuadraticPolynomial:  # numpydoc ignore=PR01
             raise ValueError(f"theta: expected shape ({d},), got {describe(th)}")
         if not self.coefficients:
             return np.zeros(d)
-        fn = self.__dict__.get("_compiled")
-        if fn is None:  # compiled once per polynomial
-            fn = sympy.lambdify([self.theta, self.h, *self.hessians, *self.centers], self.expr, "numpy")
-            object.__setattr__(self, "_compiled", fn)
-        out = fn(th[:, None], lr, *H[:m], *c[:m, :, None])
-        return np.asarray(out, dtype=np.float64).reshape(d)
+        values = {self.theta: th, **dict(zip(self.hessians, H[:m], strict=True)),
+                  **dict(zip(self.centers, c[:m], strict=True))}
+        with np.errstate(all="ignore"):
+            out = sum(lr**k * _evaluate(v, values) for k, v in self.coefficients.items())
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"lr: expected a learning rate and inputs for which the polynomial is finite, "
+                             f"got an overflow at lr={lr!r} (use a smaller lr or smaller hessians)")
+        return out
+
+
+def _evaluate(expr, values: dict) -> np.ndarray:
+    """Numeric value (shape (d,)) of a sum of products ``α H_{a_1} ⋯ H_{a_r} v`` (no code generation)."""
+    if isinstance(expr, sympy.MatAdd):
+        return sum(_evaluate(t, values) for t in expr.args)
+    if isinstance(expr, sympy.MatrixSymbol):
+        return values[expr]
+    scalar, out = 1.0, None
+    for factor in reversed(expr.args):  # MatMul: the vector last, applied right to left
+        if isinstance(factor, sympy.MatrixSymbol):
+            out = values[factor] if out is None else values[factor] @ out
+        else:
+            scalar *= float(factor)
+    return scalar * out
+
+
+def _apply_word(word) -> dict:
+    """The affine composition of a word, ``x = Σ coef h^k H_{a_1} ⋯ H_{a_r} v``, as ``{(k, (a_1, …, a_r), v): coef}``.
+
+    ``v`` is ``-1`` for ``θ`` and ``a`` for the centre ``c_a``; exact Fractions.
+    Each letter doubles the number of terms (``2^len(word)`` in all).
+    """
+    x = {(0, (), -1): Fraction(1)}
+    for a, w in reversed(word):  # last letter first: x ↦ x − w h H_a x + w h H_a c_a
+        new = dict(x)
+        for (k, chain, v), coef in x.items():
+            key = (k + 1, (a, *chain), v)
+            new[key] = new.get(key, 0) - w * coef
+        key = (1, (a,), a)
+        new[key] = new.get(key, 0) + w
+        x = new
+    return x
 
 
 def quadratic_difference(sequence=(0, 1), orders=("forward", "backward")) -> QuadraticPolynomial:
@@ -109,6 +153,8 @@ def quadratic_difference(sequence=(0, 1), orders=("forward", "backward")) -> Qua
 
     For two steps (SPEC C9) forward minus backward is exactly
     ``h² ([H_1, H_0] θ − H_1 H_0 c_0 + H_0 H_1 c_1)`` with no higher terms.
+    A word of ``n`` letters has up to ``2^n`` terms, so each of the two words
+    may have at most 10 letters (a palindromic order of a sequence of 5).
 
     Parameters
     ----------
@@ -122,6 +168,12 @@ def quadratic_difference(sequence=(0, 1), orders=("forward", "backward")) -> Qua
     QuadraticPolynomial
         The exact difference, with its non-zero coefficients by power of ``h``.
 
+    Raises
+    ------
+    ValueError
+        ``"sequence: ..."`` (or ``"orders: ..."`` for explicit words) when a
+        word has more than 10 letters.
+
     Examples
     --------
     >>> q = quadratic_difference((0, 1))
@@ -132,9 +184,16 @@ def quadratic_difference(sequence=(0, 1), orders=("forward", "backward")) -> Qua
     >>> (q.coefficients[2] - expected).expand() == 0 * th
     True
     """
-    if isinstance(orders, str) or len(orders) != 2:
+    if isinstance(orders, (str, bytes)) or not isinstance(orders, (tuple, list)) or len(orders) != 2:
         raise ValueError(f"orders: expected a pair of orders, got {describe(orders)}")
-    words = [order_word(o, sequence if isinstance(o, str) else None) for o in orders]
+    words = []
+    for o in orders:
+        word = _word(o, sequence if isinstance(o, str) else None, "orders")
+        if len(word) > _MAX_LETTERS:
+            name = "sequence" if isinstance(o, str) else "orders"
+            raise ValueError(f"{name}: expected words of at most {_MAX_LETTERS} letters (the exact polynomial "
+                             f"has up to 2^letters terms), got {len(word)} letters for the order {_short(o)}")
+        words.append(word)
     m = 1 + max(a for w in words for a, _ in w)
     d = sympy.Symbol("d", integer=True, positive=True)
     h = sympy.Symbol("h", positive=True)
@@ -142,27 +201,28 @@ def quadratic_difference(sequence=(0, 1), orders=("forward", "backward")) -> Qua
     c = tuple(sympy.MatrixSymbol(f"c_{i}", d, 1) for i in range(m))
     theta = sympy.MatrixSymbol("theta", d, 1)
 
-    def apply(word):
-        # x = Σ coef h^k M_1 ⋯ M_r v  as {(k, (M_1, …, M_r, v)): coef}; v is θ or some c_a
-        x = {(0, (theta,)): Fraction(1)}
-        for a, w in reversed(word):  # last letter first: x ↦ x − w h H_a x + w h H_a c_a
-            new = dict(x)
-            for (k, factors), coef in x.items():
-                key = (k + 1, (H[a], *factors))
-                new[key] = new.get(key, 0) - w * coef
-            key = (1, (H[a], c[a]))
-            new[key] = new.get(key, 0) + w
-            x = new
-        return x
-
-    first, second = apply(words[0]), apply(words[1])
-    diff = {key: first.get(key, 0) - second.get(key, 0) for key in set(first) | set(second)}
-    grouped = {}
-    for (k, factors), coef in sorted(diff.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        if coef != 0:
-            grouped.setdefault(k, []).append(_rational(coef) * sympy.MatMul(*factors))
-    coefficients = {k: terms[0] if len(terms) == 1 else sympy.MatAdd(*terms) for k, terms in grouped.items()}
-    expr = sympy.MatAdd(*(h**k * v for k, v in coefficients.items())) if coefficients \
-        else sympy.ZeroMatrix(d, 1)
+    first, second = _apply_word(words[0]), _apply_word(words[1])
+    grouped, terms = {}, []
+    for key in sorted(set(first) | set(second)):
+        coef = first.get(key, 0) - second.get(key, 0)
+        if coef == 0:
+            continue
+        k, chain, v = key
+        factors = (*(H[a] for a in chain), theta if v < 0 else c[v])
+        # MatMul without doit: the factors are already in canonical order
+        grouped.setdefault(k, []).append(_term(_rational(coef), factors))
+        terms.append(_term(_rational(coef) * h**k, factors))
+    coefficients = {k: ts[0] if len(ts) == 1 else sympy.MatAdd(*ts) for k, ts in grouped.items()}
+    if not terms:
+        expr = sympy.ZeroMatrix(d, 1)
+    else:
+        expr = terms[0] if len(terms) == 1 else sympy.MatAdd(*terms)
     return QuadraticPolynomial(expr, coefficients, H, c, theta, h)
 
+
+def _term(coef, factors):
+    return sympy.MatMul(*factors) if coef == 1 else sympy.MatMul(coef, *factors)
+
+
+def _short(order) -> str:
+    return repr(order) if isinstance(order, str) else describe(order)

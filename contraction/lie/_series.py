@@ -12,10 +12,18 @@ Everywhere in :mod:`contraction.lie`, ``h_order`` is the highest power of
 ``h`` kept: a series is exact up to ``O(h^{h_order + 1})``. It is an integer
 from 1 to 6 and defaults to 3, the first order at which the ``h²`` bracket
 term comes with its correction and palindromic orders show their leading error.
+
+Sizes. The number of terms grows like ``letters^h_order``, so the sizes are
+bounded before anything is expanded (a ``ValueError`` names the argument and
+the limit): a word has at most 1000 letters; a formal composition at
+``h_order`` 1, 2, 3, 4, 5, 6 at most 1000, 64, 24, 12, 8, 6 letters; a
+modified flow at most 1000, 64, 16, 6, 3, 2 distinct batches. Each of these
+expansions takes at most about a second.
 """
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,6 +45,12 @@ __all__ = [
 
 # Largest order in h accepted (the formal expansion grows quickly beyond it).
 _MAX_H_ORDER = 6
+# Most letters in any word.
+_MAX_WORD = 1000
+# Most letters in a formal composition, by h_order (the terms grow like letters^h_order).
+_MAX_LETTERS = {1: 1000, 2: 64, 3: 24, 4: 12, 5: 8, 6: 6}
+# Most distinct batches in a modified flow, by h_order.
+_MAX_FLOW_BATCHES = {1: 1000, 2: 64, 3: 16, 4: 6, 5: 3, 6: 2}
 
 _NAMED_ORDERS = ("forward", "backward", "palindromic")
 
@@ -61,8 +75,21 @@ def _as_weight(w, name: str) -> Fraction:
     return Fraction(check_real(w, name)).limit_denominator(10**9)
 
 
+def _check_length(value, name: str, limit: int, what: str) -> None:
+    """Refuse, before converting it, a sized argument with more than ``limit`` items."""
+    if isinstance(value, (str, bytes)):
+        return
+    try:
+        n = len(value)
+    except TypeError:
+        return
+    if n > limit:
+        raise ValueError(f"{name}: expected at most {limit} {what}, got {n}")
+
+
 def _as_sequence(sequence, name: str = "sequence") -> tuple:
-    """A non-empty 1-D sequence of non-negative batch indices, as a tuple of int."""
+    """A non-empty 1-D sequence of at most 1000 non-negative batch indices, as a tuple of int."""
+    _check_length(sequence, name, _MAX_WORD, "batch indices")
     arr = as_indices(sequence, name, ndim=1)
     if arr.size == 0:
         raise ValueError(f"{name}: expected at least one batch index, got an empty sequence")
@@ -72,6 +99,28 @@ def _as_sequence(sequence, name: str = "sequence") -> tuple:
 def _check_h_order(h_order) -> int:
     """``h_order``, the highest power of ``h`` kept: an integer from 1 to ``_MAX_H_ORDER``."""
     return check_int(h_order, "h_order", 1, _MAX_H_ORDER)
+
+
+def _word_name(order) -> str:
+    """The argument that fixes the length of a word: ``sequence`` for a named order, else ``order``."""
+    return "sequence" if isinstance(order, str) else "order"
+
+
+def _check_letters(word, h_order: int, name: str) -> None:
+    """Refuse a formal composition whose number of terms would explode (``_MAX_LETTERS``)."""
+    limit = _MAX_LETTERS[h_order]
+    if len(word) > limit:
+        raise ValueError(f"{name}: expected a word of at most {limit} letters at h_order={h_order} (the "
+                         f"expansion grows like letters^h_order), got {len(word)} letters")
+
+
+def _check_flow_batches(word, h_order: int, name: str) -> None:
+    """Refuse a modified flow whose number of terms would explode (``_MAX_FLOW_BATCHES``)."""
+    limit = _MAX_FLOW_BATCHES[h_order]
+    n = len({a for a, _ in word})
+    if n > limit:
+        raise ValueError(f"{name}: expected at most {limit} distinct batches in a modified flow at "
+                         f"h_order={h_order} (the expansion grows like batches^h_order), got {n}")
 
 
 def order_word(order, sequence=None) -> tuple:
@@ -96,7 +145,8 @@ def order_word(order, sequence=None) -> tuple:
         :meth:`contraction.AffineMaps.word`; ``sequence`` must then be omitted.
     sequence : sequence of int, optional
         The batch sequence ``ξ`` of a named order (time order, first batch
-        first). Required for the named orders.
+        first). Required for the named orders. A word has at most 1000
+        letters (a palindromic sequence at most 500 batches).
 
     Returns
     -------
@@ -110,8 +160,13 @@ def order_word(order, sequence=None) -> tuple:
     >>> order_word("palindromic", [0, 1]) == tuple((a, Fraction(1, 2)) for a in (0, 1, 1, 0))
     True
     """
+    return _word(order, sequence, "order")
+
+
+def _word(order, sequence, name: str) -> tuple:
+    """:func:`order_word`, with errors about the order naming the argument ``name``."""
     if isinstance(order, str):
-        check_choice(order, "order", _NAMED_ORDERS)
+        check_choice(order, name, _NAMED_ORDERS)
         if sequence is None:
             raise ValueError(f"sequence: expected the batch sequence of the {order!r} order, got None")
         seq = _as_sequence(sequence)
@@ -120,24 +175,35 @@ def order_word(order, sequence=None) -> tuple:
             return tuple((a, one) for a in reversed(seq))
         if order == "backward":
             return tuple((a, one) for a in seq)
+        if 2 * len(seq) > _MAX_WORD:
+            raise ValueError(f"sequence: expected at most {_MAX_WORD // 2} batch indices for a palindromic "
+                             f"order (a word of at most {_MAX_WORD} letters), got {len(seq)}")
         return tuple((a, half) for a in seq + tuple(reversed(seq)))
     if sequence is not None:
         raise ValueError("sequence: expected None with an explicit word (the word fixes the order)")
-    if isinstance(order, (bytes, sympy.Basic)) or order is None:
-        raise TypeError(f"order: expected an order name or a word, got {describe(order)}")
+    return _as_word(order, name)
+
+
+def _as_word(order, name: str) -> tuple:
+    """An explicit word: batch indices or ``(index, weight)`` pairs, at most ``_MAX_WORD`` of them."""
+    if isinstance(order, (str, bytes, sympy.Basic)) or order is None:
+        raise TypeError(f"{name}: expected an order name or a word, got {describe(order)}")
+    _check_length(order, name, _MAX_WORD, "letters")
     try:
-        letters = list(order)
+        letters = list(itertools.islice(order, _MAX_WORD + 1))
     except TypeError:
-        raise TypeError(f"order: expected an order name or a word, got {describe(order)}") from None
+        raise TypeError(f"{name}: expected an order name or a word, got {describe(order)}") from None
+    if len(letters) > _MAX_WORD:
+        raise ValueError(f"{name}: expected at most {_MAX_WORD} letters, got more")
     if not letters:
-        raise ValueError("order: expected a non-empty word")
+        raise ValueError(f"{name}: expected a non-empty word")
     word = []
     for letter in letters:
         if isinstance(letter, (tuple, list)) and len(letter) == 2:
             a, c = letter
         else:
             a, c = letter, 1
-        word.append((check_int(a, "order", low=0), _as_weight(c, "order")))
+        word.append((check_int(a, name, low=0), _as_weight(c, name)))
     return tuple(word)
 
 
@@ -267,6 +333,26 @@ class FormalSeries:  # numpydoc ignore=PR01
         return " + ".join(parts) + f" + O(h^{self.h_order + 1})"
 
 
+def _formal(word, h_order: int, name: str) -> FormalSeries:
+    """The formal series of a validated word, after the size check (errors name ``name``)."""
+    _check_letters(word, h_order, name)
+    return FormalSeries.from_dict(_trees.euler_word_series(word, h_order), h_order, word)
+
+
+def _flow(word, h_order: int, rho, name: str) -> FormalSeries:
+    """The modified flow of a validated word (``rho``: a Fraction or None), after the size check."""
+    _check_flow_batches(word, h_order, name)
+    weights, rhos = {}, {}
+    for a, c in word:
+        weights[a] = weights.get(a, 0) + c
+        rhos[a] = rhos.get(a, 0) + c * c / 4
+    if rho is not None:
+        rhos = {a: rho for a in rhos}
+    field = tuple((0, _trees.leaf(a), -weights[a]) for a in sorted(weights))
+    field += tuple((1, (a, (_trees.leaf(a),)), -2 * rhos[a]) for a in sorted(rhos) if rhos[a] != 0)
+    return FormalSeries.from_dict(_trees.flow_series(field, h_order), h_order, word)
+
+
 def formal_composition(order, sequence=None, *, h_order: int = 3) -> FormalSeries:
     r"""Expand a composition of SGD steps formally, up to ``h^{h_order}``.
 
@@ -282,12 +368,19 @@ def formal_composition(order, sequence=None, *, h_order: int = 3) -> FormalSerie
     sequence : sequence of int, optional
         Batch sequence of a named order, as in :func:`order_word`.
     h_order : int, default 3
-        Highest power of ``h`` kept (1 to 6).
+        Highest power of ``h`` kept (1 to 6). The word may have at most
+        1000, 64, 24, 12, 8, 6 letters at ``h_order`` 1, …, 6.
 
     Returns
     -------
     FormalSeries
         The increment ``Σ_k h^k a_k``, with ``word`` set.
+
+    Raises
+    ------
+    ValueError
+        ``"sequence: ..."`` (``"order: ..."`` for an explicit word) when the
+        word is longer than the limit of its ``h_order``.
 
     Examples
     --------
@@ -297,7 +390,7 @@ def formal_composition(order, sequence=None, *, h_order: int = 3) -> FormalSerie
     """
     word = order_word(order, sequence)
     h_order = _check_h_order(h_order)
-    return FormalSeries.from_dict(_trees.euler_word_series(word, h_order), h_order, word)
+    return _formal(word, h_order, _word_name(order))
 
 
 def modified_flow(order, sequence=None, *, h_order: int = 3, rho=None) -> FormalSeries:
@@ -322,7 +415,8 @@ def modified_flow(order, sequence=None, *, h_order: int = 3, rho=None) -> Formal
     sequence : sequence of int, optional
         Batch sequence of a named order, as in :func:`order_word`.
     h_order : int, default 3
-        Highest power of ``h`` kept (1 to 6).
+        Highest power of ``h`` kept (1 to 6). The word may have at most
+        1000, 64, 16, 6, 3, 2 distinct batches at ``h_order`` 1, …, 6.
     rho : int or fractions.Fraction, optional
         One ``ρ`` for every batch instead of the default.
 
@@ -330,6 +424,12 @@ def modified_flow(order, sequence=None, *, h_order: int = 3, rho=None) -> Formal
     -------
     FormalSeries
         The increment of the flow over time ``h``, with ``word`` set.
+
+    Raises
+    ------
+    ValueError
+        ``"sequence: ..."`` (``"order: ..."`` for an explicit word) when the
+        word has more distinct batches than the limit of its ``h_order``.
 
     Examples
     --------
@@ -341,16 +441,8 @@ def modified_flow(order, sequence=None, *, h_order: int = 3, rho=None) -> Formal
     """
     word = order_word(order, sequence)
     h_order = _check_h_order(h_order)
-    weights, rhos = {}, {}
-    for a, c in word:
-        weights[a] = weights.get(a, 0) + c
-        rhos[a] = rhos.get(a, 0) + c * c / 4
-    if rho is not None:
-        r = _as_weight(rho, "rho")
-        rhos = {a: r for a in rhos}
-    field = tuple((0, _trees.leaf(a), -weights[a]) for a in sorted(weights))
-    field += tuple((1, (a, (_trees.leaf(a),)), -2 * rhos[a]) for a in sorted(rhos) if rhos[a] != 0)
-    return FormalSeries.from_dict(_trees.flow_series(field, h_order), h_order, word)
+    rho = None if rho is None else _as_weight(rho, "rho")
+    return _flow(word, h_order, rho, _word_name(order))
 
 
 @dataclass(frozen=True)

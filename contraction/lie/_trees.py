@@ -119,19 +119,23 @@ def _multisets(terms, budget):
     """Multisets of ``terms`` (list of ``(p, q, tree, coef)``, ``p ≥ 1``) with total ``p ≤ budget``.
 
     Returns a list of ``(p, q, trees, coef)``; a term taken ``n`` times
-    contributes ``coef^n / n!``.
+    contributes ``coef^n / n!``. Generated as non-decreasing index sequences
+    (terms sorted by ``p``), so the work is proportional to the output.
     """
-    partial = [(0, 0, (), 1)]
-    for p, q, t, c in terms:
-        grown = []
-        for p0, q0, trees, c0 in partial:
-            n, weight = 0, 1  # weight = c^n / n!
-            while p0 + n * p <= budget:
-                grown.append((p0 + n * p, q0 + n * q, trees + (t,) * n, c0 * weight))
-                n += 1
-                weight = weight * c * Fraction(1, n)
-        partial = grown
-    return partial
+    terms = sorted((x for x in terms if x[0] <= budget), key=lambda x: x[0])
+    out = []
+
+    def grow(start, p0, q0, trees, c0, last, count):
+        out.append((p0, q0, trees, c0))
+        for j in range(start, len(terms)):
+            p, q, t, c = terms[j]
+            if p0 + p > budget:
+                break  # sorted by p: no later term fits either
+            n = count + 1 if j == last else 1
+            grow(j, p0 + p, q0 + q, (*trees, t), c0 * c if n == 1 else c0 * c * Fraction(1, n), j, n)
+
+    grow(0, 0, 0, (), 1, -1, 0)
+    return out
 
 
 def _variants(tree, terms, budget):
@@ -201,12 +205,12 @@ def euler_word_series(word, order: int) -> dict:
 @lru_cache(maxsize=256)
 def _flow_frozen(field, order):
     delta = []  # (p, q, tree, coef): h^p s^q
-    for _ in range(order):  # Picard iteration, one more correct power each round
+    for r in range(1, order + 1):  # Picard iteration: after round r the powers up to h^r are exact
         acc = {}
         for e, tau, alpha in field:
-            if e + 1 > order:
+            if e + 1 > r:
                 continue
-            for p, q, t, c in _variants(tau, delta, order - e - 1):
+            for p, q, t, c in _variants(tau, delta, r - e - 1):
                 key = (p + e + 1, q + 1, t)
                 acc[key] = acc.get(key, 0) + alpha * c * Fraction(1, q + 1)
         delta = [(p, q, t, c) for (p, q, t), c in acc.items() if c != 0]
