@@ -82,3 +82,15 @@ def test_certified_truncation_bound_is_the_stated_formula(theta0, lr):
     eps = np.where(idx == 0, 1.0, -1.0)
     limit = lr * np.sum(c ** np.arange(idx.size) * eps)
     assert abs(res.x[0] - limit) <= res.error_bound
+
+
+@pytest.mark.parametrize("seed", [0, 1, 4])
+def test_default_start_of_the_samplers_is_the_stationary_mean(seed):
+    """The samplers start at μ = (I − Ā)^{-1} b̄: the same vector as the exact moments' mean."""
+    from contraction.theory.moments import stationary_mean
+
+    maps = _family(seed)
+    Abar, bbar = maps.mean_map()
+    mu = stationary_mean(maps)
+    np.testing.assert_allclose(mu, Abar @ mu + bbar, rtol=1e-12, atol=1e-13)  # the fixed point of the mean map
+    np.testing.assert_allclose(mu, ct.stationary_moments(maps).mean, rtol=1e-12, atol=1e-13)

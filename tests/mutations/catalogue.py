@@ -27,7 +27,7 @@ class Mutant:
 CHECKS = "tests/test_checks.py"
 CORE = ("tests/test_iterates.py", "tests/test_core.py", "tests/test_determinism.py", "tests/test_approximations.py")
 MODELS = ("tests/test_core.py", "tests/test_theory.py", "tests/test_theory_pins.py")
-APPROX = ("tests/test_approximations.py", "tests/test_lie_expansions.py")
+APPROX = ("tests/test_approximations.py", "tests/test_approximation_pins.py")
 THEORY = ("tests/test_theory.py", "tests/test_existence.py", "tests/test_certified.py", "tests/test_theory_pins.py")
 
 MUTANTS: list[Mutant] = [
