@@ -185,8 +185,7 @@ def check(quick=False, *, coefficient=smith_coefficient, orders=all_orders, brac
             stated = sympy.sympify(coefficient(h, m))
             symbolic[m] = {
                 "solved": str(reg.coefficient),
-                "matches stated": bool(reg.coefficient != sympy.nan
-                                       and sympy.simplify(reg.coefficient - stated) == 0),
+                "matches stated": bool(reg.matched and sympy.simplify(reg.coefficient - stated) == 0),
                 "bracket mean zero": reg.bracket_mean == {},
                 "h2 matched": reg.residual == {},
             }
