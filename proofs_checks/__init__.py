@@ -100,14 +100,18 @@ def format_table(results) -> str:
     return "\n".join(lines)
 
 
+class _FirstFailure(Exception):
+    """Raised by ``--fail-fast`` to stop after the first failed claim."""
+
+
 def main(argv=None) -> int:
     """Run the checks from the command line (``python -m proofs_checks``); exit status 1 if a claim fails.
 
     Parameters
     ----------
     argv : list of str, optional
-        Arguments (``--quick``, ``--only C1 C7``); ``sys.argv[1:]`` when omitted. ``contraction verify``
-        runs the same checks and can also write JSON and figures.
+        Arguments (``--quick``, ``--only C1 C7``, ``--fail-fast``); ``sys.argv[1:]`` when omitted.
+        ``contraction verify`` runs the same checks and can also write JSON and figures.
 
     Returns
     -------
@@ -118,9 +122,19 @@ def main(argv=None) -> int:
                                      description="Run the theorem checks C1-C13 and print a table.")
     parser.add_argument("--quick", action="store_true", help="smaller samples")
     parser.add_argument("--only", nargs="+", metavar="CLAIM", help="run only these claims (e.g. C1 C7)")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first claim that fails")
     args = parser.parse_args(argv)
+    failed = []
+
+    def stop_at_failure(result):
+        if args.fail_fast and not result.passed:
+            failed.append(result)
+            raise _FirstFailure
+
     try:
-        results = run_all(quick=args.quick, only=args.only)
+        results = run_all(quick=args.quick, only=args.only, progress=stop_at_failure)
+    except _FirstFailure:
+        results = failed
     except ValueError as exc:
         print(f"python -m proofs_checks: error: --{exc}", file=sys.stderr)
         return 2

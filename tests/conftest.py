@@ -28,6 +28,7 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
+settings.register_profile("slow", parent=settings.get_profile("fuzz"))  # the same, by the name `slow`
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

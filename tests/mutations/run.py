@@ -63,7 +63,7 @@ def apply(mutant: Mutant, root: pathlib.Path) -> bool:
 
 def _command(mutant: Mutant, target: str) -> list[str]:
     if target == "verify":
-        return [sys.executable, "-m", "proofs_checks", "--quick"]
+        return [sys.executable, "-m", "proofs_checks", "--quick", "--fail-fast"]
     tests = list(mutant.tests)
     return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "slow or not slow", *tests]
 
