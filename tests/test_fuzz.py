@@ -21,7 +21,6 @@ import dataclasses
 import inspect
 import re
 import resource
-import signal
 import warnings
 
 import numpy as np
@@ -29,6 +28,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from limits import time_limit
 
 import contraction as ct
 import contraction.lie as lie
@@ -39,22 +39,6 @@ OUTCOMES: collections.Counter = collections.Counter()
 # --- the harness ---------------------------------------------------------------------------------
 
 
-class Hang(Exception):
-    """A call ran past its time limit."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds):
-    def handler(signum, frame):
-        raise Hang(f"call still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -5,9 +5,7 @@ losses) are compiled to numpy and checked against direct composition of the
 numeric maps by the fitted order of the residual.
 """
 
-import contextlib
 import inspect
-import signal
 import time
 from fractions import Fraction
 
@@ -16,6 +14,7 @@ import pytest
 import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from limits import time_limit
 
 import contraction as ct
 from contraction import lie
@@ -219,19 +218,7 @@ LETTER_LIMITS = {1: 1000, 2: 64, 3: 24, 4: 12, 5: 8, 6: 6}
 FLOW_LIMITS = {1: 1000, 2: 64, 3: 16, 4: 6, 5: 3, 6: 2}
 
 
-@contextlib.contextmanager
-def _within(seconds):
-    """Fail (instead of running for minutes) when the block takes longer than ``seconds``."""
-    def handler(signum, frame):
-        raise AssertionError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+_within = time_limit
 
 
 @pytest.mark.parametrize("h_order", [3, 4, 5, 6])

@@ -8,10 +8,8 @@ wrong types, ``nan``, empty and huge sizes.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import re
-import signal
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ import sympy
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from limits import time_limit
 
 from contraction import lie
 
@@ -29,22 +28,7 @@ _PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):")
 _NOT_FINITE = (sympy.nan, sympy.zoo, sympy.oo, -sympy.oo)
 
 
-class Hang(Exception):
-    """A call ran past its time limit."""
-
-
-@contextlib.contextmanager
-def _time_limit(seconds):
-    def handler(signum, frame):
-        raise Hang(f"call still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+_time_limit = time_limit
 
 
 def _assert_finite(value, where="result"):

@@ -5,13 +5,12 @@ quadratics; they are checked to 1e-12 against the affine closed forms of the
 numeric core (``AffineMaps.word``).
 """
 
-import contextlib
-import signal
 import time
 
 import numpy as np
 import pytest
 import sympy
+from limits import time_limit
 
 import contraction as ct
 from contraction import lie
@@ -77,19 +76,7 @@ def test_quadratic_difference_of_equal_orders_is_zero():
     assert np.array_equal(q.evaluate(H, c, np.zeros(2), 0.1), np.zeros(2))
 
 
-@contextlib.contextmanager
-def _within(seconds):
-    """Fail (instead of running for minutes) when the block takes longer than ``seconds``."""
-    def handler(signum, frame):
-        raise AssertionError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+_within = time_limit
 
 
 def test_quadratic_difference_refuses_long_words_quickly():
