@@ -121,6 +121,3 @@ def over_chain_slices(run, n_chains: int, m: int) -> None:
         for job in jobs:
             job.result()
 
-
-# The theory layer's name for chain_matmul.
-_grouped_matmul = chain_matmul

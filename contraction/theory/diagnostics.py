@@ -19,7 +19,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse.linalg
 
-from ..core._kernels import _grouped_matmul
+from ..core._kernels import chain_matmul
 from ..core._validation import (
     as_generator,
     check_int,
@@ -178,7 +178,7 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
     total = np.zeros(n_chains)
     with np.errstate(divide="ignore"):
         for k in range(burn_in + n_steps):
-            v = _grouped_matmul(v, At, idx[:, k])
+            v = chain_matmul(v, At, idx[:, k])
             r = np.linalg.norm(v, axis=-1)  # (C, 1)
             if np.any(r == 0):
                 return LyapunovResult(-np.inf, 0.0, k + 1, n_chains, False, _MONTE_CARLO)

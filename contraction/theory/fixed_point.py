@@ -75,7 +75,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core._kernels import _grouped_matmul
+from ..core._kernels import chain_matmul
 from ..core._validation import (
     NonConvergenceWarning,
     as_float_array,
@@ -260,9 +260,9 @@ class _Products:
             else:  # the local error [[F, f], [0, 0]] of this step: F carries on through the suffix, f does not
                 e_q = (e_q + g * fro * nb + lo_err + self.tiny) * _GROW
                 w = (g * fro * self.norm_f[i] + self.tiny) * _GROW  # w ≥ ‖F‖₂
-                HE = _grouped_matmul(H, E, i)
-                H = _grouped_matmul(np.swapaxes(HE, 1, 2), E, i) + (w * w)[:, None, None] * eye  # Eᵀ H E + w² I
-            P = _grouped_matmul(P, A, i)
+                HE = chain_matmul(H, E, i)
+                H = chain_matmul(np.swapaxes(HE, 1, 2), E, i) + (w * w)[:, None, None] * eye  # Eᵀ H E + w² I
+            P = chain_matmul(P, A, i)
         self.P[rows], self.q_hi[rows], self.q_lo[rows] = P, hi, lo
         self.e_P[rows], self.e_q[rows] = e_P, e_q
         if not self.certified:
