@@ -19,6 +19,8 @@ from ._base import Timer, make_result
 from ._models import random_contractive_maps
 
 STATEMENT = "backward iterates converge, increments <= c^n |T(θ0) - θ0|, limit independent of θ0"
+KIND = "ratio"
+MEASURES = "worst backward increment over its bound c^n |T(θ0) − θ0|"
 
 
 def check(quick=False, backward=ct.backward_iterates, fixed_point=ct.backward_fixed_point):

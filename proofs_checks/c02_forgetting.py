@@ -17,6 +17,8 @@ from ._base import Timer, make_result
 from ._models import random_contractive_maps
 
 STATEMENT = "|x_n(θ0) - x_n(θ0')| <= c^n |θ0 - θ0'| for forward and backward"
+KIND = "ratio"
+MEASURES = "worst |x_n(θ0) − x_n(θ0')| over c^n |θ0 − θ0'|"
 
 
 def check(quick=False, constant=ct.contraction_constant):

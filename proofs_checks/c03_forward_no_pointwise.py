@@ -23,6 +23,8 @@ from ._models import random_regression
 
 STATEMENT = ("forward mean squared increment in stationarity = sum_i p_i E|(A_i - I)Z + b_i|^2 > 0; "
              "0 under interpolation")
+KIND = "estimate"
+MEASURES = "Monte Carlo mean squared forward increment (theory: the exact value)"
 
 
 def check(quick=False, increment=ct.stationary_mean_squared_increment):

@@ -21,6 +21,8 @@ from ._base import Timer, make_result
 
 STATEMENT = "iid: law(θ_n) = law(θ̃_n) for all n; reshuffling: equal at epoch ends, not mid-epoch"
 ALPHA = 1e-3
+KIND = "p-value"
+MEASURES = "two-sample test of forward vs backward laws (i.i.d. and epoch ends)"
 
 
 def _maps():

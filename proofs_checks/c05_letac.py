@@ -19,6 +19,8 @@ from ._models import random_quadratic
 
 STATEMENT = "law of the backward limit = stationary law π (T_ξ(Z) ~ π); perfect samples"
 ALPHA = 1e-3
+KIND = "p-value"
+MEASURES = "smallest p-value of the tests backward limit vs stationary law"
 
 
 def _push(maps, z, seed):

@@ -21,6 +21,8 @@ from ._base import Timer, make_result
 from ._models import random_contractive_maps
 
 STATEMENT = "W_1(law θ_n, π) <= c^n W_1(δ_θ0, π); mean gap = Ā^n (θ0 - μ) exactly"
+KIND = "ratio"
+MEASURES = "worst W_1(law θ_n, π) over c^n W_1(δ_θ0, π)"
 
 
 def _w1_to_uniform(atoms, weights):

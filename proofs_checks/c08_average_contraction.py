@@ -22,6 +22,8 @@ from ._base import Timer, make_result
 from ._models import random_regression
 
 STATEMENT = "batch-size-1 least squares: c = 1 but γ < 0; E|θ̃_n - θ̃_∞|^2 = tr(Q_n M)"
+KIND = "z-score"
+MEASURES = "largest |z| of E|θ̃_n − θ̃_∞|² against tr(Q_n M) (pass: |z| <= 4)"
 
 
 def check(quick=False, distance=ct.backward_distance_squared):

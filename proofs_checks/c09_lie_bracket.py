@@ -37,6 +37,8 @@ STATEMENT = (
     "C9: forward - backward SGD = h^2 sum_{i<j} [g_i, g_j](theta0) + O(h^3) (slopes 2 and 3); "
     "quadratic two-step difference exactly h^2([H2,H1]theta - H2H1c1 + H1H2c2)"
 )
+KIND = "slope"
+MEASURES = "worst log-log slope of the forward/backward difference in h (theory: 3)"
 
 SYMBOLS = ("x", "y")
 LOSS_FAMILIES = {

@@ -46,6 +46,8 @@ STATEMENT = (
     "C10: under a random epoch order the bracket term has mean zero and mean forward SGD follows "
     "gradient flow on L + (h/(4m)) sum_k |grad f_k|^2 to O(h^3); palindromic epochs have no h^2 bracket"
 )
+KIND = "coefficient"
+MEASURES = "measured h² coefficient κ of the order asymmetry (theory: stated κ)"
 
 SYMBOLS = ("x", "y")
 LOSSES = {

@@ -27,6 +27,8 @@ from ._base import Timer, make_result
 STATEMENT = "anchored window settles per block; sliding window has forward's law; bracket correction O(h^3)"
 ALPHA = 1e-3
 LOSS_SEED = 0  # draws the log-cosh loss of (c)
+KIND = "slope"
+MEASURES = "log-log slope of the bracket-corrected error in h (theory: 3)"
 
 
 def check(quick=False, windowed=ct.windowed_backward_iterates, sliding=ct.sliding_backward_iterates,

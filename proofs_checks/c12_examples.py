@@ -24,6 +24,8 @@ from ._base import Timer, make_result
 
 STATEMENT = "E1 uniform/Cantor laws and variance h/(2-h); E2 covariance h Σx/(2-h); E3 heavy tails"
 ALPHA = 1e-3
+KIND = "p-value"
+MEASURES = "smallest p-value of the tests of the explicit examples' laws"
 
 
 def check(quick=False, cdf=ct.two_point_cdf):
