@@ -3,9 +3,13 @@
 
 ``write_figures(out_dir)`` writes every figure of the examples as PNG
 (``contraction reproduce`` and ``contraction verify --figures DIR`` call it);
+``build_figure(name)`` returns one of them as a
+:class:`matplotlib.figure.Figure` without writing it.
 ``write_experiment_figures(result, out_dir)`` draws a
 :func:`contraction.experiments.run_nn_experiment` result (``contraction
-experiment nn`` calls it). The published figures use fixed randomness:
+experiment nn`` calls it) through :func:`nn_curves_figure` and
+:func:`accuracy_figure`, whose titles name the network, the data and the
+training settings. The published figures use fixed randomness:
 :data:`FIGURE_SEED` is passed down as the ``rng`` of every figure, each
 figure drawing from its own spawned stream.
 """
@@ -39,7 +43,10 @@ from .theory.samples import stationary_samples
 __all__ = [
     "FIGURES",
     "FIGURE_SEED",
+    "METHOD_STYLES",
     "LieSlopeData",
+    "accuracy_figure",
+    "build_figure",
     "lie_slope_data",
     "nn_curves_figure",
     "write_experiment_figures",
@@ -49,47 +56,61 @@ __all__ = [
 #: The seed of the published figures (the command line's default).
 FIGURE_SEED = 0
 
+#: Legend label and colour of each training method of the network experiment.
+METHOD_STYLES = {
+    "forward": ("forward SGD", "tab:blue"),
+    "backward": ("backward SGD", "tab:orange"),
+    "windowed": ("anchored window", "tab:green"),
+    "bracket_corrected": ("bracket-corrected forward", "tab:red"),
+}
+_MODELS = {"mlp": "MLP", "cnn": "CNN (4 kernels 3×3)"}
+_DATA = {"digits": "scikit-learn digits (8×8 images, 10 classes)",
+         "synthetic": "synthetic teacher-student data (16 features, 4 classes)"}
 
-def _trajectories(path, quick, rng):
+
+def _trajectories(quick, rng):
     g_e1, g_points, g_e2, g_e3 = rng.spawn(4)
     fig, axes = plotting.new_figure(3)
     n = 40
     e1 = two_point_quadratic().sgd_maps(0.5)
     idx = sample_batches(2, n, 3, rng=g_e1)
     plotting.draw_trajectories(axes[0], np.arange(n + 1), forward_iterates(e1, [0.0], idx)[..., 0],
-                               backward_iterates(e1, [0.0], idx)[..., 0], "E1: two-point quadratic, h = 1/2",
-                               limit=0.0)
+                               backward_iterates(e1, [0.0], idx)[..., 0], r"E1: two-point quadratic, $h = 1/2$",
+                               limit=0.0, legend=False)
     pts = g_points.normal(size=(6, 2))
     e2 = mean_estimation(pts).sgd_maps(0.3)
     idx = sample_batches(6, n, 3, rng=g_e2)
     plotting.draw_trajectories(axes[1], np.arange(n + 1), forward_iterates(e2, [3.0, 3.0], idx)[..., 0],
                                backward_iterates(e2, [3.0, 3.0], idx)[..., 0],
-                               "E2: mean estimation, h = 0.3 (1st coordinate)", limit=pts[:, 0].mean())
+                               r"E2: mean of 6 points in $\mathbb{R}^2$, $h = 0.3$",
+                               ylabel=r"first coordinate of $\theta_n$", limit=pts[:, 0].mean(), legend=False)
     e3 = gaussian_least_squares_1d(500).sgd_maps(1.0)
     idx = sample_batches(e3.n_maps, 200, 3, probs=e3.probs, rng=g_e3)
     plotting.draw_trajectories(axes[2], np.arange(201), forward_iterates(e3, [1.0], idx)[..., 0],
                                backward_iterates(e3, [1.0], idx)[..., 0],
-                               "E3: least squares, batch 1, h = 1 (heavy tails)")
-    return plotting.save_figure(fig, path)
+                               r"E3: least squares, batch 1, $h = 1$ (heavy tails)", legend=False)
+    plotting.figure_legend(fig, axes[0])
+    return fig
 
 
-def _laws(path, quick, rng):
+def _laws(quick, rng):
     g_back1, g_fwd1, g_back2, g_fwd2 = rng.spawn(4)
     n = 2000 if quick else 40000
     fig, axes = plotting.new_figure(2)
+    labels = [rf"forward SGD $\theta_{{60}}$ ({n} chains)", rf"backward limit $\tilde\theta_\infty$ ({n} samples)"]
     e1 = two_point_quadratic()
     maps = e1.sgd_maps(0.5)
     back = stationary_samples(maps, n, rng=g_back1).samples[:, 0]
     fwd = forward_iterates(maps, [0.0], sample_batches(2, 60, n, rng=g_fwd1), save_steps=[60])[:, 0, 0]
     grid = np.linspace(-1.2, 1.2, 400)
-    plotting.draw_histogram_with_density(axes[0], [fwd, back], ["forward θ_60", "backward limit θ̃_∞"], grid,
-                                         np.where(np.abs(grid) <= 1, 0.5, 0.0), "E1, h = 1/2: π = Uniform[-1, 1]")
+    plotting.draw_histogram_with_density(axes[0], [fwd, back], labels, grid, np.where(np.abs(grid) <= 1, 0.5, 0.0),
+                                         r"E1, $h = 1/2$: $\pi$ = Uniform[−1, 1]")
     maps = e1.sgd_maps(2 / 3)
     back = stationary_samples(maps, n, rng=g_back2).samples[:, 0]
     fwd = forward_iterates(maps, [0.0], sample_batches(2, 60, n, rng=g_fwd2), save_steps=[60])[:, 0, 0]
-    plotting.draw_cdf_comparison(axes[1], [fwd, back], ["forward θ_60", "backward limit θ̃_∞"], grid,
-                                 two_point_cdf(2 / 3)(grid), "E1, h = 2/3: π = Cantor measure on [-1, 1]")
-    return plotting.save_figure(fig, path)
+    plotting.draw_cdf_comparison(axes[1], [fwd, back], labels, grid, two_point_cdf(2 / 3)(grid),
+                                 r"E1, $h = 2/3$: $\pi$ = Cantor measure on [−1, 1]")
+    return fig
 
 
 def _random_contraction(rng, c=0.85):
@@ -99,35 +120,48 @@ def _random_contraction(rng, c=0.85):
     return AffineMaps(A, rng.normal(size=(4, 3)))
 
 
-def _increments(path, quick, rng):
-    g_maps, g_e1, g_random = rng.spawn(3)
-    fig, axes = plotting.new_figure(2)
-    n = 60
-    panels = [(two_point_quadratic().sgd_maps(0.3), "E1, h = 0.3", g_e1),
-              (_random_contraction(g_maps), "random maps, d = 3, c = 0.85", g_random)]
+def _increments(quick, rng):
+    g_maps, g_e1, g_random, g_lyap = rng.spawn(4)
+    fig, axes = plotting.new_figure(2, height=4.2)
+    size = r"\mathrm{max}_i\|T_i(\theta_0) - \theta_0\|"
+    fig.suptitle(rf"Backward increments $\|\tilde\theta_{{n+1}} - \tilde\theta_n\|$: the bound $c^n {size}$ "
+                 r"assumes that every step contracts by only $c$", fontsize=11)
+    n, n_chains = 40, 8
+    panels = [(two_point_quadratic().sgd_maps(0.3), r"E1, $h = 0.3$: in one dimension the bound is attained", g_e1),
+              (_random_contraction(g_maps), r"4 random affine maps of $\mathbb{R}^3$, all $\|A_i\| = 0.85$",
+               g_random)]
     for ax, (maps, name, gen) in zip(axes, panels, strict=True):
         c = contraction_constant(maps)
         theta0 = np.full(maps.dim, 2.0)
-        idx = sample_batches(maps.n_maps, n, 20, probs=maps.probs, rng=gen)
+        idx = sample_batches(maps.n_maps, n, n_chains, probs=maps.probs, rng=gen)
         x = backward_iterates(maps, theta0, idx)
         inc = np.linalg.norm(np.diff(x, axis=1), axis=-1)
         starts = np.broadcast_to(theta0, (maps.n_maps, maps.dim))
         G = np.linalg.norm(maps.step(starts, np.arange(maps.n_maps)) - theta0, axis=-1).max()
-        plotting.draw_increments_with_bound(ax, np.arange(n), inc, c ** np.arange(n) * G,
-                                            f"Backward increments, {name}")
-    return plotting.save_figure(fig, path)
+        steps = np.arange(n)
+        gamma = lyapunov_exponent(maps, rng=g_lyap).exponent
+        typical = typical_label = None
+        if gamma < np.log(c) - 0.05:  # the products shrink faster than the worst case c^n
+            typical = np.exp(gamma * steps) * G
+            typical_label = (rf"typical size $e^{{\gamma n}} {size}$, Lyapunov exponent "
+                             rf"$\gamma = {gamma:.2f} < \log c = {np.log(c):.2f}$")
+        plotting.draw_increments_with_bound(
+            ax, steps, inc, c ** steps * G, name,
+            bound_label=rf"bound $c^n {size}$, $c = \mathrm{{max}}_i\|A_i\| = {c:.2f}$",
+            typical=typical, typical_label=typical_label)
+    return fig
 
 
-def _stability(path, quick, rng):
+def _stability(quick, rng):
     model = gaussian_least_squares_1d(1000 if quick else 2000)
     lrs = np.linspace(0.05, 2.8, 40 if quick else 120)
     seed = int(rng.integers(2**63))  # one seed for every h: common random numbers along the curve
     lyap = np.array([lyapunov_exponent(model.sgd_maps(h), rng=seed).exponent for h in lrs])
     ms = np.array([mean_square_radius(model.sgd_maps(h)) for h in lrs])
-    fig, axes = plotting.new_figure(1, width=6.5)
+    fig, axes = plotting.new_figure(1, width=6.5, height=4.6)
     plotting.draw_stability_vs_lr(axes[0], lrs, lyap, ms, 2 / 3, gaussian_lyapunov_threshold(),
-                                  "E3: 1-D least squares, x ~ N(0, 1), batch size 1")
-    return plotting.save_figure(fig, path)
+                                  r"E3: 1-D least squares, $x \sim N(0, 1)$, batch size 1")
+    return fig
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,23 +248,65 @@ def lie_slope_data(hs=None, window=4, rng=None, *, seed=None) -> LieSlopeData:
     return LieSlopeData(hs, diff, resid, loglog_slope(hs, diff), loglog_slope(hs, resid))
 
 
-def _lie(path, quick, rng):
+def _lie(quick, rng):
     res = lie_slope_data(rng=rng)
     fig, axes = plotting.new_figure(1, width=6.0)
-    plotting.draw_loglog_slopes(axes[0], res.hs, [("forward − backward", res.difference, res.difference_slope),
-                                                  ("residual after h²Σ[g_i, g_j]", res.residual,
-                                                   res.residual_slope)],
-                                "Lie-bracket expansion (C9), log-cosh loss, 4 steps")
-    return plotting.save_figure(fig, path)
+    plotting.draw_loglog_slopes(axes[0], res.hs,
+                                [("forward − backward, theory slope 2", res.difference, res.difference_slope),
+                                 (r"residual after $h^2\,\Sigma_{i<j}[g_i, g_j]$, theory slope 3", res.residual,
+                                  res.residual_slope)],
+                                "Lie-bracket expansion (C9): log-cosh loss, 4 steps")
+    return fig
 
 
-def _nn(path, quick, rng):
-    res = run_nn_experiment(model="mlp", steps=60 if quick else 300, rng=rng)
-    return plotting.save_figure(nn_curves_figure(res), path)
+def _nn(quick, rng):
+    return nn_curves_figure(run_nn_experiment(model="mlp", steps=60 if quick else 300, rng=rng))
+
+
+def _describe_experiment(cfg) -> str:
+    """The network, the data and the training settings of an experiment, for a figure title."""
+    model = _MODELS.get(cfg.model, cfg.model.upper())
+    if cfg.model == "mlp":
+        model = f"MLP (one hidden layer of {cfg.hidden})"
+    data = _DATA.get(cfg.data, cfg.data)
+    warmup = f"after {cfg.warmup} warm-up steps" if cfg.warmup else "no warm-up"
+    return (f"{model} on {data}\n"
+            f"learning rate $h = {cfg.lr:g}$, batch size {cfg.batch_size}, window $W = {cfg.window}$, "
+            f"weight decay {cfg.weight_decay:g}, {warmup}")
+
+
+def _method_curves(result, field):
+    """``({label: values}, {label: colour})`` of the methods the result holds, in their order."""
+    curves, colors = {}, {}
+    for name, method in result.methods.items():
+        label, color = METHOD_STYLES.get(name, (name.replace("_", " "), None))
+        curves[label], colors[label] = getattr(method, field), color
+    return curves, colors
+
+
+def _spans_decades(curves) -> bool:
+    """True when the positive finite values span more than two decades (a log axis reads better)."""
+    values = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in curves.values()] or [np.zeros(0)])
+    values = values[np.isfinite(values)]
+    return bool(values.size and values.min() > 0 and values.max() > 100 * values.min())
+
+
+def _experiment_figure(result, ncols):
+    fig, axes = plotting.new_figure(ncols, height=4.0)
+    title = _describe_experiment(result.config)
+    if getattr(result, "diverged", False):
+        title += "\nthe run diverged: only the methods that finished before it are drawn"
+    fig.suptitle(title, fontsize=10)
+    return fig, axes
 
 
 def nn_curves_figure(result: NNExperimentResult):
-    """Loss and step-norm curves of the four training methods of an experiment.
+    r"""Loss and step-norm curves of the training methods of an experiment.
+
+    The figure title names the network, the data, the learning rate, the
+    batch size and the window; each method the result holds (a diverged run
+    may hold fewer than four) is one curve, with a human label
+    (:data:`METHOD_STYLES`).
 
     Parameters
     ----------
@@ -249,13 +325,45 @@ def nn_curves_figure(result: NNExperimentResult):
     >>> len(fig.axes) == 2
     True
     """
-    cfg = result.config
-    fig, axes = plotting.new_figure(2)
-    plotting.draw_method_curves(axes[0], {name: m.loss for name, m in result.methods.items()},
-                                f"{cfg.model.upper()} on {cfg.data}: training loss (h = {cfg.lr}, W = {cfg.window})",
-                                "loss")
-    plotting.draw_method_curves(axes[1], {name: m.step_norm for name, m in result.methods.items()},
-                                "step norm ‖θ_{n+1} − θ_n‖", "step norm", log=True)
+    if not isinstance(result, NNExperimentResult):
+        raise TypeError(f"result: expected an NNExperimentResult, got {describe(result)}")
+    fig, axes = _experiment_figure(result, 2)
+    loss, colors = _method_curves(result, "loss")
+    plotting.draw_method_curves(axes[0], loss, "training loss (cross-entropy)", "loss",
+                                log=_spans_decades(loss), colors=colors)
+    norms, colors = _method_curves(result, "step_norm")
+    plotting.draw_method_curves(axes[1], norms, r"step norm $\|\theta_{n+1} - \theta_n\|$", "step norm",
+                                log=True, colors=colors)
+    return fig
+
+
+def accuracy_figure(result: NNExperimentResult):
+    """Test-accuracy curves of the training methods of an experiment.
+
+    Parameters
+    ----------
+    result : NNExperimentResult
+        What :func:`contraction.experiments.run_nn_experiment` returned.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel, titled with the network, the data and the training settings.
+
+    Examples
+    --------
+    >>> import contraction.experiments as ex
+    >>> fig = accuracy_figure(ex.run_nn_experiment(data="synthetic", steps=6, warmup=0, rng=0))
+    >>> "MLP" in fig.get_suptitle() and "synthetic" in fig.get_suptitle()
+    True
+    """
+    if not isinstance(result, NNExperimentResult):
+        raise TypeError(f"result: expected an NNExperimentResult, got {describe(result)}")
+    fig, axes = _experiment_figure(result, 1)
+    fig.set_size_inches(7.5, 4.4)
+    accuracy, colors = _method_curves(result, "test_accuracy")
+    plotting.draw_method_curves(axes[0], accuracy, "accuracy on the held-out test set", "test accuracy",
+                                colors=colors)
     return fig
 
 
@@ -287,14 +395,11 @@ def write_experiment_figures(result: NNExperimentResult, out_dir) -> list[str]:
         raise TypeError(f"result: expected an NNExperimentResult, got {describe(result)}")
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    paths = [plotting.save_figure(nn_curves_figure(result), os.path.join(out_dir, "curves.png"))]
-    fig, axes = plotting.new_figure(1)
-    plotting.draw_method_curves(axes[0], {name: m.test_accuracy for name, m in result.methods.items()},
-                                "test accuracy", "test accuracy")
-    paths.append(plotting.save_figure(fig, os.path.join(out_dir, "test_accuracy.png")))
-    return paths
+    return [plotting.save_figure(nn_curves_figure(result), os.path.join(out_dir, "curves.png")),
+            plotting.save_figure(accuracy_figure(result), os.path.join(out_dir, "test_accuracy.png"))]
 
 
+#: Figure file name to the function ``(quick, rng) -> matplotlib.figure.Figure`` that computes and draws it.
 FIGURES = {
     "trajectories.png": _trajectories,
     "stationary_laws.png": _laws,
@@ -303,6 +408,47 @@ FIGURES = {
     "lie_slopes.png": _lie,
     "nn_curves.png": _nn,
 }
+
+
+def _check_names(names, argument="names") -> list[str]:
+    chosen = list(FIGURES) if names is None else list(names)
+    for name in chosen:
+        if name not in FIGURES:
+            raise ValueError(f"{argument}: expected figure names among {list(FIGURES)}, got {name!r}")
+    return chosen
+
+
+def _streams(rng) -> dict:
+    """Figure name to its generator: the ``k``-th stream spawned from ``rng`` for the ``k``-th figure."""
+    return dict(zip(FIGURES, as_generator(rng).spawn(len(FIGURES)), strict=True))
+
+
+def build_figure(name, quick=False, rng=FIGURE_SEED):
+    """Compute one figure of the examples and return it, without writing a file.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`FIGURES` (``"trajectories.png"``, …).
+    quick : bool, default False
+        Smaller samples.
+    rng : None, int, numpy.random.SeedSequence or numpy.random.Generator, default FIGURE_SEED
+        The same source as for :func:`write_figures`: the figure is the one
+        ``write_figures`` writes with this ``rng``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (not attached to pyplot).
+
+    Examples
+    --------
+    >>> fig = build_figure("lie_slopes.png", quick=True)
+    >>> fig.axes[0].get_xlabel()
+    'learning rate $h$'
+    """
+    (name,) = _check_names([name], "name")
+    return FIGURES[name](bool(quick), _streams(rng)[name])
 
 
 def write_figures(out_dir, quick=False, names=None, rng=FIGURE_SEED) -> list[str]:
@@ -332,11 +478,9 @@ def write_figures(out_dir, quick=False, names=None, rng=FIGURE_SEED) -> list[str
     >>> os.path.basename(paths[0]) == "trajectories.png"
     True
     """
-    chosen = list(FIGURES) if names is None else list(names)
-    for name in chosen:
-        if name not in FIGURES:
-            raise ValueError(f"names: expected figure names among {list(FIGURES)}, got {name!r}")
-    streams = dict(zip(FIGURES, as_generator(rng).spawn(len(FIGURES)), strict=True))
+    chosen = _check_names(names)
+    streams = _streams(rng)
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    return [FIGURES[name](os.path.join(out_dir, name), quick, streams[name]) for name in chosen]
+    return [plotting.save_figure(FIGURES[name](bool(quick), streams[name]), os.path.join(out_dir, name))
+            for name in chosen]

@@ -11,7 +11,9 @@ import time
 import numpy as np
 import pytest
 
+import contraction as ct
 import contraction.experiments as ex
+import contraction.experiments._divergence as divergence
 import contraction.experiments.runner as runner
 from contraction.cli import main
 from contraction.nn import teacher_student_data
@@ -43,6 +45,8 @@ def test_record_json_and_costs(tmp_path):
     assert np.isclose(fwd.loss_total_variation, ex.total_variation(fwd.loss))
     assert res.summary.backward_loss_smoother == (bwd.loss_total_variation < fwd.loss_total_variation)
     assert res.summary.statement in on_disk["summary"]["statement"]
+    assert on_disk["diverged"] is False and on_disk["divergence"] is None and on_disk["reused"] == []
+    assert not (tmp_path / "partial").exists()  # a finished run removes its partial results
 
 
 def test_record_is_frozen_and_read_only():
@@ -83,6 +87,7 @@ def test_interrupted_run_resumes_without_redoing_finished_methods(tmp_path, monk
     monkeypatch.setattr(runner, "backward_iterates", counting)
     res = ex.run_nn_experiment(rng=3, out_dir=str(tmp_path), **SMALL)
     assert len(calls) == 1  # backward was loaded from the partial results, not recomputed
+    assert res.reused == ("forward", "backward")
     # another seed is another configuration: nothing is reused
     ex.run_nn_experiment(rng=4, out_dir=str(tmp_path), **SMALL)
     assert len(calls) == 2
@@ -136,15 +141,19 @@ def test_total_variation():
     assert ex.total_variation([2.0]) == 0.0
 
 
-def test_cli_experiment_writes_results_and_figures(tmp_path, capsys):
+def test_cli_experiment_writes_results_and_figures_and_exits_by_the_claims(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["experiment", "nn", "--model", "mlp", "--data", "synthetic", "--steps", "20", "--warmup", "20",
-                 "--window", "5", "--out", str(out)]) == 0
+    settings = {"data": "synthetic", "steps": 20, "warmup": 20, "window": 5}
+    status = main(["experiment", "nn", "--model", "mlp", "--data", "synthetic", "--steps", "20", "--warmup", "20",
+                   "--window", "5", "--out", str(out)])
     assert (out / "results.json").exists() and (out / "curves.png").exists()
     assert (out / "test_accuracy.png").read_bytes()[:4] == b"\x89PNG"
-    captured = capsys.readouterr()
-    assert "backward" in captured.out and "6/7" in captured.err  # the table, and the progress bar on stderr
-    assert json.loads((out / "results.json").read_text())["config"]["seed"] == 0
+    assert "backward" in capsys.readouterr().out
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["config"]["seed"] == 0
+    library = ex.run_nn_experiment(rng=0, **settings)
+    assert on_disk["claim_holds"] == library.claim_holds
+    assert status == (0 if library.claim_holds else 1)  # a claim that does not hold is a failed run
 
 
 # --- one run per output folder; kills leave no temporary file ------------------------------------
@@ -219,7 +228,7 @@ def test_second_run_on_one_folder_is_refused_and_the_first_completes(tmp_path, c
                      "5", "--seed", "4", "--out", str(out)]) == 2
         assert time.monotonic() - t0 < 10.0
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("contraction: error: out_dir:") and "another run" in err[0]
+        assert len(err) == 1 and err[0].startswith("contraction: error: ") and "another run" in err[0]
     finally:
         (tmp_path / "go").touch()
         stdout, stderr = first.communicate(timeout=120)
@@ -270,14 +279,31 @@ def test_command_terminated_while_saving_removes_its_temporary_file(tmp_path):
     assert temporaries(out) == []
 
 
+def interrupt_after(stage):
+    """A progress callback that interrupts the run (as Ctrl-C would) once ``stage`` has finished."""
+    def progress(label, done, total):
+        if label == stage:
+            raise KeyboardInterrupt
+    return progress
+
+
+def partial_files(folder):
+    return sorted(p.name.split("-")[0] for p in (folder / "partial").glob("*.npz"))
+
+
 def test_a_corrupt_partial_result_is_recomputed(tmp_path):
-    res = ex.run_nn_experiment(rng=2, out_dir=str(tmp_path), **SMALL)
+    with pytest.raises(KeyboardInterrupt):
+        ex.run_nn_experiment(rng=2, out_dir=str(tmp_path), progress=interrupt_after("backward"), **SMALL)
     (backward,) = (tmp_path / "partial").glob("backward-*.npz")
     backward.write_bytes(b"not an archive")
+    with pytest.raises(KeyboardInterrupt):
+        ex.run_nn_experiment(rng=2, out_dir=str(tmp_path), progress=interrupt_after("backward"), **SMALL)
+    fresh = ex.run_nn_experiment(rng=2, **SMALL)
+    with np.load(backward) as f:  # recomputed, and saved again, whole
+        np.testing.assert_array_equal(f["trajectory"], fresh.methods["backward"].trajectory)
     again = ex.run_nn_experiment(rng=2, out_dir=str(tmp_path), **SMALL)
-    np.testing.assert_array_equal(again.methods["backward"].trajectory, res.methods["backward"].trajectory)
-    with np.load(backward) as f:  # and saved again, whole
-        np.testing.assert_array_equal(f["trajectory"], res.methods["backward"].trajectory)
+    assert again.reused == ("forward", "backward")
+    np.testing.assert_array_equal(again.methods["backward"].trajectory, fresh.methods["backward"].trajectory)
 
 
 def test_out_dir_that_is_a_file_or_not_a_path_is_refused(tmp_path):
@@ -306,3 +332,157 @@ BAD = [
 def test_bad_arguments_name_the_argument(name, exc, call):
     with pytest.raises(exc, match=f"^{name}:"):
         call()
+
+
+# --- interrupted and resumed runs; partial results ---------------------------------------------
+def test_run_interrupted_after_forward_resumes_bit_for_bit(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        ex.run_nn_experiment(rng=5, out_dir=str(tmp_path), progress=interrupt_after("forward"), **SMALL)
+    assert partial_files(tmp_path) == ["forward"] and not (tmp_path / "results.json").exists()
+    resumed = ex.run_nn_experiment(rng=5, out_dir=str(tmp_path), **SMALL)
+    assert resumed.reused == ("forward",)
+    assert not (tmp_path / "partial").exists()
+    whole = ex.run_nn_experiment(rng=5, out_dir=str(tmp_path / "whole"), **SMALL)
+    assert whole.reused == ()
+    for name in ex.METHODS:
+        a, b = resumed.methods[name], whole.methods[name]
+        for field in ("trajectory", "loss", "test_accuracy", "step_norm"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=f"{name}.{field}")
+    on_disk, fresh = (json.loads((d / "results.json").read_text()) for d in (tmp_path, tmp_path / "whole"))
+    assert on_disk.pop("reused") == ["forward"] and fresh.pop("reused") == []
+    assert on_disk == fresh
+
+
+def test_finished_run_removes_its_partial_results_and_keeps_other_runs(tmp_path):
+    with pytest.raises(KeyboardInterrupt):  # another configuration, interrupted in the same folder
+        ex.run_nn_experiment(rng=6, out_dir=str(tmp_path), progress=interrupt_after("forward"), **SMALL)
+    ex.run_nn_experiment(rng=7, out_dir=str(tmp_path), **SMALL)
+    assert partial_files(tmp_path) == ["forward"]  # only rng=6's file is left
+    assert ex.run_nn_experiment(rng=6, out_dir=str(tmp_path), **SMALL).reused == ("forward",)
+    assert not (tmp_path / "partial").exists()
+    assert temporaries(tmp_path) == []
+
+
+# --- divergence --------------------------------------------------------------------------------
+def strict_json(path):
+    """The JSON file, refusing NaN and Infinity."""
+    def refuse(name):
+        raise AssertionError(f"{path.name} holds {name}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def reference_loss(setup):
+    """The untrained network's training loss, or log K when larger (the divergence test's reference)."""
+    cold = ex.prepare_experiment(data="synthetic", steps=2, warmup=0, lr=setup.maps.lr, rng=setup.seed)
+    return max(float(cold.network.evaluate(cold.theta0).loss), np.log(cold.network.n_classes))
+
+
+def test_diverging_warm_up_stops_there_with_the_step(tmp_path):
+    seen = []
+    res = ex.run_nn_experiment(data="synthetic", steps=10, warmup=60, lr=50, rng=0, out_dir=str(tmp_path),
+                               progress=lambda label, done, total: seen.append(label))
+    assert res.diverged and not res.claim_holds and dict(res.methods) == {}
+    assert seen == ["done"]
+    text = res.divergence
+    assert text.startswith("the warm-up (forward SGD) diverged at step ") and "\n" not in text
+    assert "lower lr (now 50)" in text and "2/weight_decay = 40" in text
+    step = int(text.split("diverged at step ")[1].split(" ")[0])
+    # independently: the loss after step - 1 warm-up steps is within 10^6 times the reference, after step above
+    before, after = (ex.prepare_experiment(data="synthetic", steps=2, warmup=w, lr=50, rng=0) for w in (step - 1, step))
+    limit = 1e6 * reference_loss(before)
+    assert before.network.evaluate(before.theta0).loss <= limit < after.network.evaluate(after.theta0).loss
+    on_disk = strict_json(tmp_path / "results.json")
+    assert on_disk["diverged"] is True and on_disk["divergence"] == text and on_disk["methods"] == {}
+    assert on_disk["claim_holds"] is False and len(on_disk["claims_not_holding"]) == 2
+    statement = res.summary.statement
+    assert "diverged" in statement and "bracket" not in statement and "backward" not in statement
+    assert not (tmp_path / "partial").exists()
+
+
+def test_diverging_method_stops_the_run_at_its_first_bad_step(tmp_path):
+    settings = {"data": "synthetic", "steps": 60, "window": 5, "warmup": 0, "lr": 50, "rng": 0}
+    res = ex.run_nn_experiment(out_dir=str(tmp_path), **settings)
+    assert res.diverged and list(res.methods) == [] and res.contractivity.steps.size == 0
+    assert res.divergence.startswith("forward SGD diverged at step ") and " of 60 (training loss " in res.divergence
+    step = int(res.divergence.split("diverged at step ")[1].split(" ")[0])
+    setup = ex.prepare_experiment(data="synthetic", steps=60, warmup=0, lr=50, rng=0)
+    loss = setup.network.evaluate(ct.forward_iterates(setup.maps, setup.theta0, setup.batches)[0]).loss
+    over = loss > 1e6 * reference_loss(setup)
+    assert over[step] and not over[:step].any()
+    on_disk = strict_json(tmp_path / "results.json")
+    assert on_disk["diverged"] is True and on_disk["summary"]["backward_step_norms_decay"] is None
+    # in a run one step shorter forward SGD stays below the bound: it finishes and is kept
+    short = ex.run_nn_experiment(**{**settings, "steps": step - 1})
+    assert "forward" in short.methods and not short.divergence.startswith("forward")
+    np.testing.assert_allclose(short.methods["forward"].loss, loss[:step], rtol=1e-12)  # evaluated in other chunks
+
+
+def test_non_finite_iterates_of_a_later_method_are_found_by_step(tmp_path, monkeypatch):
+    real = runner.backward_iterates
+
+    def overflowing(maps, theta0, idx, **kwargs):  # backward iterates non-finite from step 7 on
+        out = real(maps, theta0, idx, **kwargs)
+        if idx.shape[1] >= 7:
+            raise ct.DivergenceError("backward iterates overflowed: chain 0 is non-finite at step 7")
+        return out
+
+    monkeypatch.setattr(runner, "backward_iterates", overflowing)
+    res = ex.run_nn_experiment(rng=1, out_dir=str(tmp_path), **SMALL)
+    assert res.diverged and list(res.methods) == ["forward"]
+    assert res.divergence.startswith("backward SGD diverged at step 7 of 15 (its iterate is not finite); lower lr")
+    on_disk = strict_json(tmp_path / "results.json")
+    assert list(on_disk["methods"]) == ["forward"] and on_disk["contractivity"]["local_lipschitz"] == []
+    assert on_disk["summary"]["statement"].startswith("the run diverged: backward SGD diverged at step 7")
+    assert "bracket" not in on_disk["summary"]["statement"]
+    assert not (tmp_path / "partial").exists()
+    fresh = ex.run_nn_experiment(rng=1, **SMALL)
+    np.testing.assert_array_equal(res.methods["forward"].loss, fresh.methods["forward"].loss)
+
+
+def test_watched_warm_up_is_the_prepared_start_bit_for_bit():
+    res = ex.run_nn_experiment(data="synthetic", steps=2, warmup=300, rng=9)  # the warm-up runs in two chunks
+    setup = ex.prepare_experiment(data="synthetic", steps=2, warmup=300, rng=9)
+    assert not res.diverged
+    np.testing.assert_array_equal(res.methods["forward"].trajectory[0], setup.theta0)
+
+
+# --- claims --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("settings", [{**SMALL, "rng": 0}, {"data": "synthetic", "steps": 40, "window": 5,
+                                                             "warmup": 200, "rng": 0}], ids=["short", "settled"])
+def test_claims_are_the_two_verdicts_and_say_which_fail(settings, tmp_path):
+    res = ex.run_nn_experiment(out_dir=str(tmp_path), **settings)
+    s = res.summary
+    verdicts = {"step norms": s.backward_step_norms_decay, "loss": s.backward_loss_smoother}
+    assert res.claim_holds == all(verdicts.values())  # local contractivity is not a claim
+    assert len(res.claims_not_holding) == sum(not v for v in verdicts.values())
+    assert any("did not settle" in c for c in res.claims_not_holding) == (not verdicts["step norms"])
+    assert any("not smoother" in c for c in res.claims_not_holding) == (not verdicts["loss"])
+    last = s.statement.splitlines()[-1]
+    assert last.startswith("claims hold:") == res.claim_holds
+    assert all(c in last for c in res.claims_not_holding)
+    on_disk = strict_json(tmp_path / "results.json")
+    assert on_disk["claim_holds"] == res.claim_holds
+    assert on_disk["claims_not_holding"] == list(res.claims_not_holding)
+
+
+def test_claims_in_both_outcomes_are_covered():
+    """The two cases above really are one run where the claims hold and one where one does not."""
+    short = ex.run_nn_experiment(rng=0, **SMALL)
+    settled = ex.run_nn_experiment(data="synthetic", steps=40, window=5, warmup=200, rng=0)
+    assert not short.claim_holds and settled.claim_holds
+
+
+def test_non_finite_warm_up_iterate_is_found_by_step(monkeypatch):
+    at_70 = ex.prepare_experiment(data="synthetic", steps=2, warmup=70, rng=4).theta0
+    real = divergence.forward_iterates
+
+    def overflowing(maps, theta0, idx, **kwargs):  # warm-up iterates non-finite from step 70 on
+        out = real(maps, theta0, idx, **kwargs)
+        if (out == at_70).all(axis=-1).any():
+            raise ct.DivergenceError("forward iterates overflowed: chain 0 is non-finite")
+        return out
+
+    monkeypatch.setattr(divergence, "forward_iterates", overflowing)
+    res = ex.run_nn_experiment(data="synthetic", steps=2, warmup=100, rng=4)  # blocks of 64 steps: the second
+    assert res.diverged and dict(res.methods) == {}
+    assert res.divergence.startswith("the warm-up (forward SGD) diverged at step 70 of 100 (its iterate is not finite)")

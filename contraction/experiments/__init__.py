@@ -8,9 +8,15 @@ four methods (``forward``, ``backward``, ``windowed``,
 The theory speaks of contractive regions: the start ``θ_0`` is reached by a
 warm-up of forward SGD (with weight decay), and the local Lipschitz constants
 ``‖I − h ∇²f_{ξ_n}(θ_n)‖₂`` along the forward run are reported beside the
-results. Results are written atomically; an interrupted run resumes without
-redoing finished methods, and one output folder is used by one run at a time
-(a second run on it is refused at once).
+results. The claims are that backward step norms settle and that the
+backward loss is smoother; the record says whether they hold
+(``claim_holds``, ``claims_not_holding``). A run whose warm-up or method
+diverges (non-finite iterates, or a loss beyond ``10**6`` times the untrained
+network's) stops there and is returned with ``diverged=True`` and a sentence
+saying where and what to change. Results are written atomically; an
+interrupted run resumes without redoing finished methods (``reused`` names
+them), a finished run removes its partial results, and one output folder is
+used by one run at a time (a second run on it is refused at once).
 
 Modules, one job each:
 
@@ -19,6 +25,7 @@ Modules, one job each:
 * :mod:`~contraction.experiments.runner`: running the methods, returning the record;
 * :mod:`~contraction.experiments.records`: the records and their JSON form;
 * :mod:`~contraction.experiments.summary`: the comparison in numbers and words;
+* ``_divergence``: when a run has diverged, at which step, and what to change;
 * ``_storage``: the held output folder, resumable per-method partial results
   and ``results.json``.
 

@@ -9,7 +9,9 @@ folder, a run first removes the temporary files that a killed run left.
 Each finished method's trajectory and cost are saved at once, atomically,
 under a name keyed by a hash of the configuration; a later run with the same
 configuration loads them instead of recomputing. A saved file that cannot be
-read (or does not fit the configuration) is recomputed and saved again.
+read (or does not fit the configuration) is recomputed and saved again. The
+partial results survive an interrupt; a run that finishes (diverged or not)
+removes its own once ``results.json`` is written.
 All files go through the package's one atomic writer,
 :mod:`contraction.core._io`.
 """
@@ -108,6 +110,28 @@ class PartialResults:
         if path is not None:
             cost = json.dumps({"gradient": int(gradient_evals), "hvp": int(hvp_evals)})
             save_npz_atomic(path, trajectory=trajectory, cost=cost)
+
+    def remove(self) -> None:
+        """Remove this configuration's partial results, and the ``partial`` folder once nothing is left in it.
+
+        Called when a run has finished (``results.json`` written): the partial
+        results only serve to resume an interrupted run. Those of other
+        configurations (other interrupted runs in the folder) are kept.
+        """
+        if self.out_dir is None:
+            return
+        folder = os.path.join(self.out_dir, "partial")
+        remove_orphaned_temporaries(folder)
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            return
+        for entry in entries:
+            if entry.endswith(f"-{self.key}.npz"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, entry))
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # refused (and left) while other files are in it
 
     def write_results(self, payload: dict) -> str | None:
         """Write ``results.json`` atomically; returns its path (``None`` without ``out_dir``)."""

@@ -193,14 +193,28 @@ def _build(model, data, *, steps, batch_size, lr, weight_decay, warmup, hidden, 
     return dataset, net, net.sgd_maps(lr)
 
 
-def _warm_start(dataset, net, maps, *, steps, warmup, seq) -> ExperimentSetup:
-    """The warm-up from the initialisation, and the compared batch sequence."""
-    theta0 = net.init_params(_stream(seq, "init"))
-    if warmup:
-        warm = sample_batches(net.n_batches, warmup, rng=_stream(seq, "warmup"))
-        theta0 = forward_iterates(maps, theta0, warm, save_steps=[warmup])[0, 0]
+def _initial_point(net, seq) -> np.ndarray:
+    """The initialisation, before any warm-up."""
+    return net.init_params(_stream(seq, "init"))
+
+
+def _warmup_batches(net, warmup: int, seq) -> np.ndarray:
+    """The batch sequence of the warm-up, shape ``(1, warmup)``."""
+    return sample_batches(net.n_batches, warmup, rng=_stream(seq, "warmup"))
+
+
+def _setup(dataset, net, maps, theta0, *, steps, seq) -> ExperimentSetup:
+    """The experiment's ingredients from its start ``theta0``, with the compared batch sequence."""
     batches = sample_batches(net.n_batches, steps, rng=_stream(seq, "batches"))
     return ExperimentSetup(dataset, net, maps, theta0, batches, seed=seq.entropy, spawn_key=tuple(seq.spawn_key))
+
+
+def _warm_start(dataset, net, maps, *, steps, warmup, seq) -> ExperimentSetup:
+    """The warm-up from the initialisation, and the compared batch sequence."""
+    theta0 = _initial_point(net, seq)
+    if warmup:
+        theta0 = forward_iterates(maps, theta0, _warmup_batches(net, warmup, seq), save_steps=[warmup])[0, 0]
+    return _setup(dataset, net, maps, theta0, steps=steps, seq=seq)
 
 
 def prepare_experiment(model="mlp", data="digits", *, steps=120, batch_size=16, lr=0.3, weight_decay=0.05,

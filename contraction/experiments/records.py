@@ -6,9 +6,10 @@ gives the JSON form written to ``results.json`` (lists and plain numbers).
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
@@ -203,22 +204,30 @@ class ExperimentSummary:
     backward_over_forward_final_step_norm : float
         Mean of the last step norms, backward over forward; ``nan`` when
         forward's last steps are 0 (no comparison; ``null`` in JSON).
-    backward_step_norms_decay : bool
-        Whether that ratio is below 0.1.
+    backward_step_norms_decay : bool or None
+        Whether that ratio is below 0.1 (a claim of the experiment).
     backward_over_forward_loss_total_variation : float
         Loss total variation, backward over forward; ``nan`` when forward's is 0.
-    backward_loss_smoother : bool
-        Whether that ratio is below 1.
+    backward_loss_smoother : bool or None
+        Whether that ratio is below 1 (a claim of the experiment).
     windowed_over_forward_loss_total_variation : float
         Loss total variation, anchored window over forward; ``nan`` when forward's is 0.
     bracket_corrected_over_forward_loss_total_variation : float
         Loss total variation, bracket-corrected over forward; ``nan`` when forward's is 0.
     max_local_lipschitz : float
         Largest local Lipschitz estimate along the forward run.
-    locally_contractive : bool
-        Whether that estimate is below 1.
+    locally_contractive : bool or None
+        Whether that estimate is below 1: context for the claims, not a claim
+        (the maps of a network are not all contractive).
     statement : str
-        The comparison in words, saying where a claim does not hold.
+        The comparison in words, saying where a claim does not hold, then a
+        line saying which claims hold.
+
+    Notes
+    -----
+    In the summary of a run that diverged every ratio is ``nan``, every
+    verdict ``None`` (nothing was compared) and the statement says where the
+    run diverged.
 
     Examples
     --------
@@ -228,13 +237,13 @@ class ExperimentSummary:
     """
 
     backward_over_forward_final_step_norm: float
-    backward_step_norms_decay: bool
+    backward_step_norms_decay: bool | None
     backward_over_forward_loss_total_variation: float
-    backward_loss_smoother: bool
+    backward_loss_smoother: bool | None
     windowed_over_forward_loss_total_variation: float
     bracket_corrected_over_forward_loss_total_variation: float
     max_local_lipschitz: float
-    locally_contractive: bool
+    locally_contractive: bool | None
     statement: str
 
     def to_dict(self) -> dict:
@@ -258,6 +267,26 @@ class ExperimentSummary:
         return out
 
 
+def _unmet_claims(step_ratio: float, decay, tv_ratio: float, smoother) -> tuple[str, ...]:
+    """One short sentence per claim of the experiment that does not hold (``None`` verdict: not tested)."""
+    unmet = []
+    if decay is None:
+        unmet.append("backward step norms settling was not tested (the run diverged)")
+    elif not decay:
+        unmet.append("backward step norms were not compared (forward's last steps did not move)"
+                     if math.isnan(step_ratio) else
+                     f"backward step norms did not settle (the last ones are {step_ratio:.1%} of forward's, "
+                     f"the claim is below 10%)")
+    if smoother is None:
+        unmet.append("backward loss smoothness was not tested (the run diverged)")
+    elif not smoother:
+        unmet.append("backward loss smoothness was not compared (forward's loss did not change)"
+                     if math.isnan(tv_ratio) else
+                     f"backward loss is not smoother (its total variation is {tv_ratio:.2f}x forward's, "
+                     f"the claim is below 1x)")
+    return tuple(unmet)
+
+
 @dataclass(frozen=True, eq=False)
 class NNExperimentResult:
     """The network experiment: configuration, one record per method, contractivity and summary.
@@ -267,20 +296,55 @@ class NNExperimentResult:
     config : ExperimentConfig
         The settings of the run.
     methods : Mapping of str to MethodResult
-        Read-only, in the order ``forward``, ``backward``, ``windowed``, ``bracket_corrected``.
+        Read-only, in the order ``forward``, ``backward``, ``windowed``,
+        ``bracket_corrected``; after a divergence only the methods that
+        finished before it.
     contractivity : Contractivity
-        Local Lipschitz estimates along the forward run.
+        Local Lipschitz estimates along the forward run (none when the run diverged).
     summary : ExperimentSummary
         The comparison of the methods.
+    diverged : bool
+        Whether the run stopped because the warm-up or a method diverged: an
+        iterate or the loss left the finite range, or the training loss rose
+        above ``10**6`` times the untrained network's (see :func:`run_nn_experiment`).
+    divergence : str or None
+        One sentence: which run diverged, at which step, why, and what to
+        change (``None`` when the run did not diverge).
+    reused : tuple of str
+        The methods loaded from the partial results of an interrupted run
+        with the same settings (empty for a fresh run).
+    claim_holds : bool
+        Whether the experiment's claims hold: backward step norms settle
+        (below 10% of forward's) and the backward loss is smoother (lower
+        total variation). False when the run diverged. Local contractivity is
+        context, not a claim.
+    claims_not_holding : tuple of str
+        One short sentence per claim that does not hold (or was not tested);
+        empty exactly when ``claim_holds``.
     """
 
     config: ExperimentConfig
     methods: Mapping[str, MethodResult]
     contractivity: Contractivity
     summary: ExperimentSummary
+    diverged: bool = False
+    divergence: str | None = None
+    reused: tuple[str, ...] = ()
+    claim_holds: bool = field(init=False)
+    claims_not_holding: tuple[str, ...] = field(init=False)
 
     def __post_init__(self):
         object.__setattr__(self, "methods", MappingProxyType(dict(self.methods)))
+        object.__setattr__(self, "diverged", bool(self.diverged))
+        object.__setattr__(self, "reused", tuple(str(name) for name in self.reused))
+        if self.diverged != (self.divergence is not None):
+            raise ValueError(f"divergence: expected a message exactly when the run diverged, got "
+                             f"{self.divergence!r} with diverged={self.diverged}")
+        s = self.summary
+        unmet = _unmet_claims(s.backward_over_forward_final_step_norm, s.backward_step_norms_decay,
+                              s.backward_over_forward_loss_total_variation, s.backward_loss_smoother)
+        object.__setattr__(self, "claims_not_holding", unmet)
+        object.__setattr__(self, "claim_holds", not unmet and not self.diverged)
 
     def to_dict(self) -> dict:
         """The result as written to ``results.json``.
@@ -289,20 +353,28 @@ class NNExperimentResult:
         -------
         dict
             Keys ``config``, ``methods`` (name to :meth:`MethodResult.to_dict`),
-            ``contractivity`` and ``summary``.
+            ``contractivity``, ``summary``, ``diverged``, ``divergence``,
+            ``claim_holds``, ``claims_not_holding`` and ``reused``.
 
         Examples
         --------
         >>> import contraction.experiments as ex
         >>> res = ex.run_nn_experiment(data="synthetic", steps=4, warmup=0, rng=0)
-        >>> sorted(res.to_dict()) == ["config", "contractivity", "methods", "summary"]
+        >>> sorted(res.to_dict())[:5] == ["claim_holds", "claims_not_holding", "config", "contractivity", "diverged"]
         True
+        >>> res.to_dict()["diverged"], res.to_dict()["divergence"], res.to_dict()["reused"]
+        (False, None, [])
         """
         return {
             "config": self.config.to_dict(),
             "methods": {name: m.to_dict() for name, m in self.methods.items()},
             "contractivity": self.contractivity.to_dict(),
             "summary": self.summary.to_dict(),
+            "diverged": self.diverged,
+            "divergence": self.divergence,
+            "claim_holds": self.claim_holds,
+            "claims_not_holding": list(self.claims_not_holding),
+            "reused": list(self.reused),
         }
 
     def __getitem__(self, key):

@@ -5,6 +5,10 @@
   ``n``, all recomputations side by side (``n(n+1)/2`` gradients);
 * ``windowed``: anchored windowed backward (C11a);
 * ``bracket_corrected``: bracket-corrected forward SGD (C11c).
+
+The warm-up and every method are watched for divergence
+(:mod:`~contraction.experiments._divergence`); the first that diverges stops
+the run, which is returned with what finished before it.
 """
 
 from __future__ import annotations
@@ -14,23 +18,35 @@ import warnings
 import numpy as np
 
 from ..approximations import bracket_corrected_iterates, windowed_backward_iterates
-from ..core._validation import DivergenceError, check_positive_int, describe
+from ..core._validation import check_positive_int, describe
 from ..core.iterates import backward_iterates, forward_iterates
 from ..nn.lipschitz import estimate_lipschitz
+from ._divergence import Watch, finite_prefix
 from ._storage import PartialResults, check_out_dir, held_output
-from .preparation import ExperimentSetup, _build, _renamed_seed, _seed_sequence, _stream, _warm_start
+from .preparation import (
+    ExperimentSetup,
+    _build,
+    _initial_point,
+    _renamed_seed,
+    _seed_sequence,
+    _setup,
+    _stream,
+    _warmup_batches,
+)
 from .records import METHODS, Contractivity, ExperimentConfig, MethodResult, NNExperimentResult
-from .summary import summarise, total_variation
+from .summary import _diverged_summary, summarise, total_variation
 
 __all__ = ["METHODS", "run_nn_experiment"]
 
 # Steps of the forward run where the local Lipschitz constant is estimated (at most this many).
 _N_PROBES = 12
+# The contractivity of a run that diverged: nothing estimated.
+_NOT_ESTIMATED = Contractivity(np.zeros(0, dtype=np.int64), np.zeros(0),
+                               note="not estimated: the run diverged before the contractivity stage")
 
 
-def _run_method(name: str, setup: ExperimentSetup, window: int):
+def _run_method(name: str, maps, theta0: np.ndarray, idx: np.ndarray, window: int):
     """Trajectory ``(steps + 1, dim)``, gradient and Hessian-vector evaluations of one method."""
-    maps, theta0, idx = setup.maps, setup.theta0, setup.batches
     steps = idx.shape[1]
     if name == "forward":
         return forward_iterates(maps, theta0, idx)[0], steps, 0
@@ -43,16 +59,44 @@ def _run_method(name: str, setup: ExperimentSetup, window: int):
     return r.iterates[0], r.gradient_evals, r.hvp_evals
 
 
-def _method_result(name, setup: ExperimentSetup, trajectory, gradient_evals, hvp_evals) -> MethodResult:
-    net, data = setup.network, setup.dataset
-    try:
-        loss = net.evaluate(trajectory).loss
-        accuracy = net.evaluate(trajectory, data.X_test, data.y_test).accuracy
-    except ValueError as exc:  # finite iterates whose logits overflow: the run left every sensible region
-        raise DivergenceError(f"{name} iterates reached parameters where the loss overflows ({exc}); "
-                              f"lower lr") from exc
+def _watched_method(name: str, setup: ExperimentSetup, window: int, watch: Watch, saved):
+    """A method's record, or the report of its divergence: ``(MethodResult | None, Divergence | None)``."""
+    maps, theta0, idx = setup.maps, setup.theta0, setup.batches
+    steps = idx.shape[1]
+    if saved is not None:
+        trajectory, grads, hvps = saved.trajectory, saved.gradient_evals, saved.hvp_evals
+        nonfinite = None
+    else:
+        cost = {}
+
+        def run(m):
+            trajectory, cost["grads"], cost["hvps"] = _run_method(name, maps, theta0, idx[:, :m], window)
+            return trajectory
+
+        trajectory, nonfinite = finite_prefix(run, steps, theta0)
+        grads, hvps = cost.get("grads", 0), cost.get("hvps", 0)
+    loss, accuracy, step, reason = watch.curves(trajectory)
+    if step is None and nonfinite is not None:
+        step, reason = nonfinite, "its iterate is not finite"
+    if step is not None:
+        return None, watch.divergence(name, step, steps, reason)
     return MethodResult(name, trajectory, loss, accuracy, np.linalg.norm(np.diff(trajectory, axis=0), axis=1),
-                        total_variation(loss), float(accuracy[-1]), gradient_evals, hvp_evals)
+                        total_variation(loss), float(accuracy[-1]), grads, hvps), None
+
+
+def _contractivity(setup: ExperimentSetup, forward: MethodResult, seq, watch: Watch):
+    """``‖I − h ∇²f_{ξ_{n+1}}(θ_n)‖₂`` at up to ``_N_PROBES`` steps of the forward run, or the report of an overflow."""
+    steps = setup.batches.shape[1]
+    probe = np.unique(np.linspace(0, steps - 1, min(steps, _N_PROBES)).astype(int))
+    try:
+        lips = np.atleast_1d(estimate_lipschitz(setup.maps, forward.trajectory[probe], setup.batches[0, probe],
+                                                rng=_stream(seq, "probe"), max_iter=60))
+    except ValueError:
+        lips = np.array([np.inf])
+    if not np.isfinite(lips).all():
+        at = int(probe[np.argmax(~np.isfinite(lips))]) if lips.size == probe.size else int(probe[0])
+        return None, watch.divergence("forward", at, steps, "its local Lipschitz estimate overflows")
+    return Contractivity(probe, lips), None
 
 
 def _progress_callback(progress):
@@ -77,12 +121,26 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
     The start is reached by a warm-up of forward SGD (see
     :func:`prepare_experiment`); the local Lipschitz constants
     ``‖I − h ∇²f_{ξ_{n+1}}(θ_n)‖₂`` along the forward run are reported beside
-    the curves. With ``out_dir``, every finished method is saved at once, so
-    an interrupted run with the same settings and seed resumes without
-    redoing it, and ``results.json`` is written at the end (atomically).
-    A run holds ``out_dir`` from the warm-up to the end: a second run on the
-    same folder is refused at once (``ValueError`` naming ``out_dir``), and a
-    killed run's lock and temporary files do not outlive it.
+    the curves.
+
+    A run that diverges is stopped there and returned, not raised: the
+    warm-up or a method *diverges at step n* when ``n`` is the first step
+    where its iterate or its loss is not finite (or the loss overflows), or
+    its training loss exceeds ``10**6`` times the reference (the larger of
+    the untrained network's loss and ``log K``), a bound orders of magnitude
+    above the losses of stable runs. The result then has ``diverged=True``,
+    keeps the methods that finished, and ``divergence`` says which run
+    diverged, at which step and what to change.
+
+    With ``out_dir``, every finished method is saved at once under
+    ``out_dir/partial``, so an interrupted run (``KeyboardInterrupt``
+    included) with the same settings and seed resumes without redoing it
+    (the result's ``reused`` names what was loaded); ``results.json`` is
+    written at the end (atomically), with what exists when the run
+    diverged, and then the run's partial files are removed. A run holds
+    ``out_dir`` from the warm-up to the end: a second run on the same folder
+    is refused at once (``ValueError`` naming ``out_dir``), and a killed
+    run's lock and temporary files do not outlive it.
 
     Parameters
     ----------
@@ -120,8 +178,9 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
     -------
     NNExperimentResult
         Configuration, one :class:`MethodResult` per method (curves and
-        costs), the contractivity estimates and the summary;
-        ``to_dict()`` is what ``results.json`` holds.
+        costs), the contractivity estimates, the summary, whether the claims
+        hold (``claim_holds``, ``claims_not_holding``) and whether the run
+        diverged; ``to_dict()`` is what ``results.json`` holds.
 
     Examples
     --------
@@ -130,6 +189,11 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
     True
     >>> import numpy as np                            # the first step is the same map in both orders
     >>> bool(np.isclose(res.methods["forward"].step_norm[0], res.methods["backward"].step_norm[0]))
+    True
+    >>> bad = run_nn_experiment(data="synthetic", steps=10, warmup=50, lr=50, rng=0)
+    >>> bad.diverged, list(bad.methods), bad.claim_holds
+    (True, [], False)
+    >>> bad.divergence.startswith("the warm-up (forward SGD) diverged at step")
     True
     """
     rng = _renamed_seed(seed, rng, "run_nn_experiment")
@@ -144,29 +208,36 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
     config = ExperimentConfig(model, data, steps, net.batch_size, float(maps.lr), window, int(seq.entropy),
                               net.weight_decay, int(warmup), int(hidden), tuple(seq.spawn_key))
     with held_output(out_dir):
-        setup = _warm_start(dataset, net, maps, steps=steps, warmup=int(warmup), seq=seq)
         store = PartialResults(out_dir, config.to_dict())
-        report("warm-up", 1, total)
-        methods = {}
-        for k, name in enumerate(METHODS):
+        theta_init = _initial_point(net, seq)
+        watch = Watch(net, dataset, theta_init, config)
+        methods, reused, contractivity = {}, [], _NOT_ESTIMATED
+        warm = _warmup_batches(net, int(warmup), seq) if warmup else np.zeros((1, 0), dtype=np.int64)
+        theta0, divergence = watch.warm_up(maps, theta_init, warm)
+        if divergence is None:
+            setup = _setup(dataset, net, maps, theta0, steps=steps, seq=seq)
+            report("warm-up", 1, total)
+        for k, name in enumerate(METHODS if divergence is None else ()):
             saved = store.load(name, (steps + 1, net.dim))
+            method, divergence = _watched_method(name, setup, window, watch, saved)
+            if divergence is not None:
+                break
             if saved is None:
-                trajectory, grads, hvps = _run_method(name, setup, window)
-                store.save(name, trajectory, grads, hvps)
+                store.save(name, method.trajectory, method.gradient_evals, method.hvp_evals)
             else:
-                trajectory, grads, hvps = saved.trajectory, saved.gradient_evals, saved.hvp_evals
-            methods[name] = _method_result(name, setup, trajectory, grads, hvps)
+                reused.append(name)
+            methods[name] = method
             report(name, 2 + k, total)
-
-        # How contractive are the maps along the forward run? ‖I − h ∇²f_{ξ_{n+1}}(θ_n)‖₂.
-        probe = np.unique(np.linspace(0, steps - 1, min(steps, _N_PROBES)).astype(int))
-        try:
-            lips = np.atleast_1d(estimate_lipschitz(setup.maps, methods["forward"].trajectory[probe],
-                                                    setup.batches[0, probe], rng=_stream(seq, "probe"), max_iter=60))
-        except ValueError as exc:
-            raise DivergenceError(f"the local Lipschitz estimates overflow along the forward run ({exc})") from exc
-        report("contractivity", total - 1, total)
-        result = NNExperimentResult(config, methods, Contractivity(probe, lips), summarise(methods, lips))
+        if divergence is None:
+            contractivity, divergence = _contractivity(setup, methods["forward"], seq, watch)
+        if divergence is None:
+            report("contractivity", total - 1, total)
+            result = NNExperimentResult(config, methods, contractivity,
+                                        summarise(methods, contractivity.local_lipschitz), reused=reused)
+        else:
+            result = NNExperimentResult(config, methods, _NOT_ESTIMATED, _diverged_summary(divergence.message),
+                                        diverged=True, divergence=divergence.message, reused=reused)
         store.write_results(result.to_dict())
+        store.remove()
     report("done", total, total)
     return result

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..core._validation import as_float_array, check_real, describe
-from .records import METHODS, ExperimentSummary, MethodResult
+from .records import METHODS, ExperimentSummary, MethodResult, _unmet_claims
 
 __all__ = ["describe_summary", "summarise", "total_variation"]
 
@@ -133,7 +133,9 @@ def describe_summary(*, backward_over_forward_final_step_norm, backward_step_nor
     Returns
     -------
     str
-        Four clauses separated by semicolons.
+        Four clauses separated by semicolons, then a line saying whether the
+        experiment's claims (backward step norms settle, backward loss
+        smoother) hold; local contractivity is context, not a claim.
 
     Examples
     --------
@@ -143,6 +145,8 @@ def describe_summary(*, backward_over_forward_final_step_norm, backward_step_nor
     ...     windowed_over_forward_loss_total_variation=0.9, bracket_corrected_over_forward_loss_total_variation=1.1,
     ...     max_local_lipschitz=1.02, locally_contractive=False)
     >>> "overshoots" in text and "expand locally" in text
+    True
+    >>> text.splitlines()[-1].startswith("claims hold: backward step norms settle")
     True
     """
     ratios = {
@@ -164,7 +168,7 @@ def describe_summary(*, backward_over_forward_final_step_norm, backward_step_nor
     corrected = r["bracket_corrected_over_forward_loss_total_variation"]
     parts = [
         ("forward's last steps did not move: no step-norm comparison" if math.isnan(step_ratio) else
-         f"backward step norms decayed to {step_ratio:.1%} of forward's"
+         f"backward's last step norms are {step_ratio:.1%} of forward's"
          + ("" if backward_step_norms_decay else " (NOT below 10%: the claim does not hold here)")),
         ("forward's loss did not change: no total-variation comparison" if math.isnan(tv_ratio) else
          f"backward loss total variation is {tv_ratio:.2f}x forward's"
@@ -176,7 +180,23 @@ def describe_summary(*, backward_over_forward_final_step_norm, backward_step_nor
         + (" (maps contract locally)" if locally_contractive else
            " (some maps expand locally: outside the strictly contractive regime of the theory)"),
     ]
-    return "; ".join(parts)
+    return "; ".join(parts) + "\n" + _claims_line(_unmet_claims(step_ratio, backward_step_norms_decay, tv_ratio,
+                                                                  backward_loss_smoother))
+
+
+def _claims_line(unmet: tuple[str, ...]) -> str:
+    """The statement's last line: whether the claims hold (no semicolon: the clauses before are counted by it)."""
+    if not unmet:
+        return "claims hold: backward step norms settle (below 10% of forward's) and the backward loss is smoother"
+    return f"claim{'s' if len(unmet) > 1 else ''} NOT holding: " + ", and ".join(unmet)
+
+
+def _diverged_summary(divergence: str) -> ExperimentSummary:
+    """The summary of a run that diverged: nothing compared, the statement says where it diverged."""
+    nan = float("nan")
+    statement = (f"the run diverged: {divergence}\n"
+                 f"claims not tested: the run stopped before the methods could be compared")
+    return ExperimentSummary(nan, None, nan, None, nan, nan, nan, None, statement)
 
 
 def _check_ratio(value, name: str) -> float:
