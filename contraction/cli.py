@@ -1,150 +1,103 @@
-"""The ``contraction`` command (also ``python -m contraction``): the only place that prints."""
+"""The ``contraction`` command (also ``python -m contraction``): the only place that prints.
+
+Every mistake in the command line is one line, ``contraction: error: ...``,
+that names the flag as typed. Output paths are checked before any work
+starts. Exit statuses: 0 success; 1 a failed claim, a diverged run or an
+experiment whose claims do not hold; 2 a usage error (a flag's value, an
+unusable output path, a folder held by another run); 130 on Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
-import signal
+import re
 import sys
-import threading
-import time
 
 import proofs_checks
 
-from .core._io import hold_folder, write_json_atomic
-from .core._validation import DivergenceError, check_int, check_real
-from .core.iterates import backward_iterates, forward_iterates
-from .core.sampling import sample_batches
-from .experiments import run_nn_experiment
-from .figures import FIGURE_SEED, write_experiment_figures, write_figures
-from .theory.examples import two_point_quadratic
+from . import __version__
+from ._cli_commands import compare, experiment, reproduce, verify
+from ._cli_support import OutputPaths, RunFailed, UsageError, flag_message, print_error
+from .core._validation import DivergenceError
+from .experiments import DATA_SETS, MODELS
+from .figures import FIGURES
 
 __all__ = ["build_parser", "main"]
 
 #: The default ``--seed`` of ``compare`` and ``experiment nn`` (the command line's fixed randomness).
 DEFAULT_SEED = 0
+_FIGURE_NAMES = ", ".join(name.removesuffix(".png") for name in FIGURES)
+_EPILOG = ("exit status: 0 success; 1 a failed claim, a diverged run or an experiment whose claims do not hold; "
+           "2 a usage error; 130 interrupted (Ctrl-C)")
 
 
-def _compare(args) -> int:
-    maps = two_point_quadratic().sgd_maps(args.lr)
-    idx = sample_batches(2, args.steps, rng=args.seed)
-    fwd = forward_iterates(maps, [0.0], idx)[0, :, 0]
-    bwd = backward_iterates(maps, [0.0], idx)[0, :, 0]
-    print(f"two-point quadratic f±(θ) = ½(θ ∓ 1)², lr = {args.lr}, seed = {args.seed}")
-    print(f"{'n':>5} {'batch':>5} {'forward θ_n':>14} {'backward θ̃_n':>14} {'|θ̃_n − θ̃_{n−1}|':>18}")
-    for n in range(args.steps + 1):
-        inc = abs(bwd[n] - bwd[n - 1]) if n else float("nan")
-        batch = "+" if n and idx[0, n - 1] == 0 else ("-" if n else "")
-        print(f"{n:5d} {batch:>5} {fwd[n]:14.8f} {bwd[n]:14.8f} {inc:18.3e}")
-    return 0
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line naming the flag, raised as :class:`UsageError`."""
+
+    def error(self, message):
+        raise UsageError(re.sub(r"^argument ([^:]+): ", r"\1: ", message))
 
 
-def _verify(args) -> int:
-    def progress(r):
-        status = "PASS" if r.passed else "FAIL"
-        print(f"  {r.claim:<4} {status}  ({r.seconds:.1f} s)", file=sys.stderr, flush=True)
-
-    size = "quick" if args.quick else "full"
-    print(f"running theorem checks ({size} size)...", file=sys.stderr, flush=True)
-    results = proofs_checks.run_all(quick=args.quick, only=args.only, progress=progress)
-    print(proofs_checks.format_table(results))
-    if args.json:
-        write_json_atomic(args.json, {"quick": bool(args.quick), "results": [r.as_dict() for r in results]})
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.figures:
-        for path in write_figures(args.figures, quick=args.quick, rng=FIGURE_SEED):
-            print(f"wrote {path}", file=sys.stderr)
-    return 0 if all(r.passed for r in results) else 1
-
-
-def _reproduce(args) -> int:
-    for path in write_figures(args.out, quick=args.quick, names=args.only, rng=FIGURE_SEED):
-        print(f"wrote {path}")
-    return 0
-
-
-class _ProgressBar:
-    """A one-line text progress bar on stderr: ``progress(label, done, total)`` of the experiment."""
-
-    def __init__(self, stream=None, width=30):
-        self.stream = sys.stderr if stream is None else stream
-        self.width = width
-        self.start = time.perf_counter()
-
-    def __call__(self, label, done, total):
-        filled = int(self.width * done / total)
-        elapsed = time.perf_counter() - self.start
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {label:<28} "
-                          f"{elapsed:6.1f} s")
-        if done == total:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
-@contextlib.contextmanager
-def _terminate_like_interrupt():
-    """While the block runs, SIGTERM ends the command the way Ctrl-C does: cleanups run first.
-
-    A writer interrupted this way removes its temporary file; the exit status is 128 + 15.
-    """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        yield
-        return
-
-    def terminate(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _experiment(args) -> int:
-    # The folder is held from the first file to the last figure: a second command on it stops at once.
-    with _terminate_like_interrupt(), hold_folder(args.out, "out_dir"):
-        result = run_nn_experiment(model=args.model, data=args.data, steps=args.steps, batch_size=args.batch_size,
-                                   lr=args.lr, window=args.window, rng=args.seed, weight_decay=args.weight_decay,
-                                   warmup=args.warmup, hidden=args.hidden, out_dir=args.out,
-                                   progress=_ProgressBar())
-        paths = write_experiment_figures(result, args.out)
-    print(f"{'method':<18} {'grad evals':>10} {'hvp evals':>10} {'loss TV':>9} {'last step':>10} {'test acc':>9}")
-    for name, m in result.methods.items():
-        print(f"{name:<18} {m.gradient_evals:>10} {m.hvp_evals:>10} {m.loss_total_variation:>9.4f} "
-              f"{m.step_norm[-1]:>10.3e} {m.final_test_accuracy:>9.3f}")
-    print(result.summary.statement)
-    print(f"wrote {os.path.join(args.out, 'results.json')} and " + ", ".join(paths))
-    return 0
-
-
-def _integer(name: str, low: int):
-    """An argparse type: an integer ``>= low``, refused with the library's message."""
-    def parse(text: str) -> int:
+def _integer(low: int):
+    """An argparse type: an integer ``>= low``."""
+    def integer(text: str) -> int:
         try:
-            return check_int(int(text), name, low)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc) if str(exc).startswith(name) else
-                                             f"{name}: expected an integer >= {low}, got {text!r}") from exc
-    parse.__name__ = "integer"
-    return parse
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+    return integer
 
 
-def _real(name: str, low: float, closed: str):
-    """An argparse type: a finite real number above ``low`` (included when ``closed == "left"``)."""
-    def parse(text: str) -> float:
+def _real(low: float, inclusive: bool):
+    """An argparse type: a finite real number above ``low`` (``low`` itself allowed when ``inclusive``)."""
+    interval = f"{'>=' if inclusive else '>'} {low:g}"
+
+    def real(text: str) -> float:
         try:
             value = float(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{name}: expected a real number, got {text!r}") from exc
-        try:
-            return check_real(value, name, low, math.inf, closed=closed)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from exc
-    parse.__name__ = "number"
-    return parse
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a real number {interval}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected a finite real number {interval}, got {text.strip()}")
+        return value
+    return real
+
+
+def _claim(text: str) -> str:
+    """An argparse type: a claim id (case-insensitive), returned as ``C7``."""
+    key = text.strip().upper()
+    if key not in proofs_checks.CLAIMS:
+        raise argparse.ArgumentTypeError(f"expected claim ids among {', '.join(proofs_checks.CLAIMS)}, got {text!r}")
+    return key
+
+
+def _figure(text: str) -> str:
+    """An argparse type: a figure name, with or without ``.png``, returned with it."""
+    name = text.strip()
+    name = name if name.endswith(".png") else f"{name}.png"
+    if name not in FIGURES:
+        raise argparse.ArgumentTypeError(f"expected figure names among {_FIGURE_NAMES}, got {text!r}")
+    return name
+
+
+def _adder(parser):
+    """``add(*names, **kwargs)`` adding an argument to ``parser`` and the map ``dest -> flag`` it fills."""
+    flags = {}
+
+    def add(*names, **kwargs):
+        action = parser.add_argument(*names, **kwargs)
+        flags[action.dest] = action.option_strings[-1]
+        return action
+    return add, flags
+
+
+def _quiet(add, what: str):
+    add("--quiet", action="store_true", help=f"no progress bar and no {what} on stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,52 +106,90 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
-        With the sub-commands ``compare``, ``verify``, ``reproduce`` and ``experiment nn``.
+        With the sub-commands ``compare``, ``verify``, ``reproduce`` and
+        ``experiment nn``; its errors are raised as one-line exceptions
+        that name the flag (``main`` prints them).
 
     Examples
     --------
     >>> build_parser().parse_args(["compare", "--steps", "3"]).steps == 3
     True
     """
-    parser = argparse.ArgumentParser(
-        prog="contraction",
-        description="Forward vs backward SGD: verify the theorems on convergence and stability.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("compare", help="print forward and backward iterates of the two-point example")
-    p.add_argument("--lr", type=float, default=0.5)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.set_defaults(func=_compare)
-    v = sub.add_parser("verify", help="run every theorem check (C1-C13) and print a table")
-    v.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes on 2 cores)")
-    v.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    v.add_argument("--figures", metavar="DIR", help="also write the figures as PNG into DIR")
-    v.add_argument("--only", nargs="+", metavar="CLAIM", help="run only these claims (e.g. C1 C7)")
-    v.set_defaults(func=_verify)
-    r = sub.add_parser("reproduce", help="write every figure of the examples as PNG")
-    r.add_argument("--out", default="figures", metavar="DIR", help="output folder (default: figures)")
-    r.add_argument("--quick", action="store_true", help="smaller samples")
-    r.add_argument("--only", nargs="+", metavar="NAME", help="only these figure files")
-    r.set_defaults(func=_reproduce)
-    e = sub.add_parser("experiment", help="neural-network proof of concept (forward vs backward SGD)")
-    esub = e.add_subparsers(dest="experiment", required=True)
-    nn = esub.add_parser("nn", help="train a small MLP or CNN with the four methods on one batch sequence")
-    nn.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
-    nn.add_argument("--data", choices=("digits", "synthetic"), default="digits")
-    nn.add_argument("--steps", type=_integer("steps", 2), default=120)
-    nn.add_argument("--batch-size", type=_integer("batch_size", 1), default=16)
-    nn.add_argument("--lr", type=_real("lr", 0.0, "neither"), default=0.3)
-    nn.add_argument("--window", type=_integer("window", 1), default=3,
-                    help="window of the anchored and corrected methods")
-    nn.add_argument("--seed", type=_integer("seed", 0), default=DEFAULT_SEED)
-    nn.add_argument("--weight-decay", type=_real("weight_decay", 0.0, "left"), default=0.05)
-    nn.add_argument("--warmup", type=_integer("warmup", 0), default=300, help="forward SGD steps before the comparison")
-    nn.add_argument("--hidden", type=_integer("hidden", 1), default=16, help="MLP hidden width")
-    nn.add_argument("--out", default="nn-results", metavar="DIR",
-                    help="output folder, held by one run at a time (default: nn-results)")
-    nn.set_defaults(func=_experiment)
+    parser = _Parser(prog="contraction", epilog=_EPILOG,
+                     description="Forward vs backward SGD: verify the theorems on convergence and stability.")
+    parser.add_argument("--version", action="version", version=f"contraction {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compare", help="print forward and backward iterates of the two-point example",
+                       description="Forward and backward SGD iterates on f±(θ) = ½(θ ∓ 1)², from one batch sequence.",
+                       epilog=_EPILOG)
+    add, flags = _adder(p)
+    add("--lr", type=_real(0.0, inclusive=False), default=0.5,
+        help="constant learning rate h; the maps contract for h < 2 (default: %(default)s)")
+    add("--steps", type=_integer(0), default=20, help="number of SGD steps to print (default: %(default)s)")
+    add("--seed", type=_integer(0), default=DEFAULT_SEED, help="seed of the batch sequence (default: %(default)s)")
+    p.set_defaults(func=compare, flags=flags)
+
+    v = sub.add_parser("verify", help="run the theorem checks (C1-C13) and print a table",
+                       description="Run the numerical check of each claim C1-C13 and print a table.", epilog=_EPILOG)
+    add, flags = _adder(v)
+    add("--quick", action="store_true", help="smaller samples: a faster, less sensitive run")
+    add("--only", nargs="+", type=_claim, metavar="CLAIM",
+        help=f"run only these claims, each once, among {', '.join(proofs_checks.CLAIMS)} (default: all)")
+    add("--json", metavar="FILE", help="also write the results as JSON (layout: docs/verify.schema.json)")
+    add("--figures", metavar="DIR", help="also write the figures as PNG into DIR")
+    add("--verbose", action="store_true", help="print each claim's statement and what its value measures")
+    _quiet(add, "per-claim or 'wrote' lines")
+    v.set_defaults(func=verify, flags=flags)
+
+    r = sub.add_parser("reproduce", help="write the figures of the examples as PNG",
+                       description="Compute the figures of the examples and write them as PNG.", epilog=_EPILOG)
+    add, flags = _adder(r)
+    add("--out", default="figures", metavar="DIR", help="output folder, created if missing (default: %(default)s)")
+    add("--quick", action="store_true", help="smaller samples: quicker, noisier figures")
+    add("--only", nargs="+", type=_figure, metavar="NAME",
+        help=f"only these figures, among {_FIGURE_NAMES} (.png may be added; default: all)")
+    _quiet(add, "other lines")
+    r.set_defaults(func=reproduce, flags=flags)
+
+    e = sub.add_parser("experiment", help="neural-network proof of concept (forward vs backward SGD)",
+                       description="Neural-network proof of concept.", epilog=_EPILOG)
+    esub = e.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    nn = esub.add_parser("nn", help="train a small MLP or CNN with the four methods on one batch sequence",
+                         description="Train a small network with forward, backward, windowed and "
+                                     "bracket-corrected SGD on one batch sequence, and compare them.",
+                         epilog=_EPILOG)
+    add, flags = _adder(nn)
+    add("--model", choices=MODELS, default="mlp", help="the network (default: %(default)s)")
+    add("--data", choices=DATA_SETS, default="digits",
+        help="the data set; digits needs scikit-learn (default: %(default)s)")
+    add("--steps", type=_integer(2), default=120, help="length of the compared runs (default: %(default)s)")
+    add("--batch-size", type=_integer(1), default=16, help="examples per batch (default: %(default)s)")
+    add("--lr", type=_real(0.0, inclusive=False), default=0.3, help="constant learning rate (default: %(default)s)")
+    add("--window", type=_integer(1), default=3,
+        help="window of the anchored and corrected methods (default: %(default)s)")
+    add("--seed", type=_integer(0), default=DEFAULT_SEED,
+        help="seed of the start, the batches and the synthetic data; a resumed run needs the same "
+             "(default: %(default)s)")
+    add("--weight-decay", type=_real(0.0, inclusive=True), default=0.05,
+        help="weight decay λ of every batch loss (default: %(default)s)")
+    add("--warmup", type=_integer(0), default=300,
+        help="forward SGD steps before the comparison, to start in a basin (default: %(default)s)")
+    add("--hidden", type=_integer(1), default=16, help="MLP hidden width (default: %(default)s)")
+    add("--out", default="nn-results", metavar="DIR",
+        help="output folder, held by one run at a time; an interrupted run resumes from it (default: %(default)s)")
+    _quiet(add, "'wrote' line")
+    nn.set_defaults(func=experiment, flags=flags, resumable=True)
     return parser
+
+
+def _reported(exc: BaseException, flags: dict) -> str:
+    """The one line printed for ``exc``."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = re.sub(r"^\[Errno -?\d+\] ", "", text)
+    return flag_message(text, flags)
 
 
 def main(argv=None) -> int:
@@ -212,8 +203,10 @@ def main(argv=None) -> int:
     Returns
     -------
     int
-        The exit status: 0 on success, 1 when a theorem check fails, 2 for a usage error (also an
-        output folder another run holds or that cannot be written, and iterates that diverge).
+        The exit status: 0 on success; 1 when a theorem check fails, a run
+        diverges or an experiment's claims do not hold; 2 for a usage error
+        (also an output path that cannot be written and a folder another run
+        holds); 130 when interrupted (Ctrl-C).
 
     Examples
     --------
@@ -221,13 +214,35 @@ def main(argv=None) -> int:
     two-point quadratic ...
     0
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, ImportError, OSError, DivergenceError) as exc:
-        print(f"contraction: error: {exc}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print_error(flag_message(str(exc), {}))
         return 2
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    if getattr(args, "only", None):
+        args.only = list(dict.fromkeys(args.only))  # each claim or figure once
+    outputs = OutputPaths()
+    status = 1
+    try:
+        status = int(args.func(args, outputs) or 0)
+    except KeyboardInterrupt:
+        status = 130
+        lead = "\n" if sys.stderr.isatty() else ""
+        hint = "; rerun the same command to resume" if getattr(args, "resumable", False) else ""
+        print(f"{lead}contraction: interrupted{hint}", file=sys.stderr, flush=True)
+    except BrokenPipeError:  # the reader of stdout went away (``contraction compare | head``)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (RunFailed, DivergenceError) as exc:
+        print_error(_reported(exc, args.flags))
+    except (UsageError, ValueError, TypeError, ImportError, OSError) as exc:
+        status = 2
+        print_error(_reported(exc, args.flags))
+    finally:
+        if status != 0:
+            outputs.remove_unused()
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

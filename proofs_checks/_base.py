@@ -10,6 +10,10 @@ asserts the relation of the theorem's logical form:
   the significance level; passes when ``p >= α``.
 
 Slopes are "==" with the band half-width as tolerance.
+
+Every check module also says what its numerical value is: ``KIND`` (one of
+:data:`KINDS`) and ``MEASURES`` (a phrase); :func:`proofs_checks.run_check`
+copies them into the result's ``kind`` and ``measures``.
 """
 
 from __future__ import annotations
@@ -18,14 +22,20 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["RELATIONS", "CheckResult", "Timer", "make_result"]
+__all__ = ["KINDS", "RELATIONS", "CheckResult", "Timer", "make_result"]
 
 RELATIONS = ("==", "<=", ">=", "p>=")
+#: What a check's numerical value can be.
+KINDS = ("ratio", "estimate", "p-value", "z-score", "slope", "coefficient")
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Outcome of one claim's check."""
+    """Outcome of one claim's check.
+
+    ``kind`` (one of :data:`KINDS`) and ``measures`` say what ``numerical`` is;
+    ``None`` until :func:`proofs_checks.run_check` fills them from the check module.
+    """
 
     claim: str
     statement: str
@@ -36,6 +46,8 @@ class CheckResult:
     passed: bool
     seconds: float
     details: dict = field(default_factory=dict)
+    kind: str | None = None
+    measures: str | None = None
 
     def as_dict(self) -> dict:
         d = asdict(self)
