@@ -144,7 +144,7 @@ def experiment(args, outputs) -> int:
         print(f"resumed: reused {', '.join(result.reused)} from the interrupted run in {args.out}")
     if result.methods:
         print("\n".join(_method_table(result)))
-    print(textwrap.fill(result.summary.statement, WIDTH))
+    print("\n".join(textwrap.fill(line, WIDTH) for line in result.summary.statement.splitlines()))
     for claim in result.claims_not_holding:
         print(textwrap.fill(f"does not hold: {claim}", WIDTH, subsequent_indent="  "))
     note(f"wrote {', '.join([os.path.join(args.out, 'results.json'), *paths])}", args.quiet)

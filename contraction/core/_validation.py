@@ -77,6 +77,8 @@ def describe(value) -> str:
         return f"array of shape {value.shape} and dtype {value.dtype}"
     if isinstance(value, (list, tuple)):
         return f"{type(value).__name__} of length {len(value)}"
+    if isinstance(value, np.generic):  # np.float64(0.5) reads as 0.5
+        value = value.item()
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
@@ -245,10 +247,10 @@ def check_probs(probs, m: int, name: str = "probs") -> np.ndarray:
     if p.shape != (m,):
         raise ValueError(f"{name}: expected shape ({m},) (one probability per batch), got {describe(p)}")
     if np.any(p < 0):
-        raise ValueError(f"{name}: expected non-negative probabilities, got minimum {p.min()!r}")
+        raise ValueError(f"{name}: expected non-negative probabilities, got minimum {float(p.min()):g}")
     total = p.sum()
     if abs(total - 1.0) > 1e-9:
-        raise ValueError(f"{name}: expected probabilities summing to 1, got sum {total!r}")
+        raise ValueError(f"{name}: expected probabilities summing to 1, got sum {float(total)!r}")
     return p / total
 
 
