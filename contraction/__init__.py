@@ -17,6 +17,7 @@ from .approximations import (
 from .core._fitting import loglog_slope
 from .core._validation import ContractionWarning, DivergenceError, NonConvergenceWarning
 from .core.iterates import backward_iterates, forward_iterates
+from .core.lowrank import LowRankAffineMaps
 from .core.maps import AffineMap, AffineMaps, GradientMaps, compose_affine
 from .core.models import LinearRegressionModel, QuadraticModel
 from .core.sampling import chain_generators, sample_batches
@@ -82,6 +83,7 @@ __all__ = [
     "GradientMaps",
     "LawComparison",
     "LinearRegressionModel",
+    "LowRankAffineMaps",
     "LyapunovResult",
     "MomentsAtStep",
     "NonConvergenceWarning",

@@ -76,7 +76,7 @@ def windowed_backward_iterates(maps, theta0, idx, window, *, save_steps=None) ->
 
     Parameters
     ----------
-    maps : AffineMaps or map family
+    maps : AffineMaps, LowRankAffineMaps or map family
         Any family accepted by :func:`contraction.forward_iterates`.
     theta0 : array_like, shape (d,) or (n_chains, d)
         Start, shared by all chains or one per chain.
@@ -138,7 +138,7 @@ def sliding_backward_iterates(maps, theta0, idx, window, *, save_steps=None) -> 
 
     Parameters
     ----------
-    maps : AffineMaps or map family
+    maps : AffineMaps, LowRankAffineMaps or map family
         Any family accepted by :func:`contraction.forward_iterates`.
     theta0 : array_like, shape (d,) or (n_chains, d)
         Start, shared by all chains or one per chain.

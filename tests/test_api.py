@@ -19,3 +19,9 @@ def test_public_functions_have_examples():
         obj = getattr(ct, name)
         if inspect.isfunction(obj):
             assert "Examples" in inspect.getdoc(obj), f"{name} has no Examples section"
+
+
+def test_map_families_are_public():
+    """Dense, low-rank and gradient families: every engine takes the first two alike."""
+    for name in ("AffineMaps", "LowRankAffineMaps", "GradientMaps"):
+        assert name in ct.__all__ and inspect.isclass(getattr(ct, name))

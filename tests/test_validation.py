@@ -28,6 +28,7 @@ GRAD = QUAD.gradient_maps(0.1)
 X6 = np.arange(12.0).reshape(6, 2) / 10
 Y6 = np.ones(6)
 SAMPLES = np.linspace(-1.0, 1.0, 40)
+LR_V = np.ones((2, 3, 1))
 
 
 def _with(good, value):
@@ -87,6 +88,16 @@ ARGS = [
      [np.zeros((2, 2, 3)), np.zeros((2, 2)), np.zeros((0, 2, 2))]),
     ("AffineMaps", "b", "array", lambda v: ct.AffineMaps(I2, v), np.zeros((2, 2)), [np.zeros((2, 3)), np.zeros(2)]),
     ("AffineMaps", "probs", "probs", lambda v: ct.AffineMaps(I2, np.zeros((2, 2)), v), [0.5, 0.5], []),
+    ("LowRankAffineMaps", "U", "array", lambda v: ct.LowRankAffineMaps(v, LR_V, np.zeros((2, 3))), LR_V,
+     [np.ones((2, 3, 2)), np.ones((2, 3))]),
+    ("LowRankAffineMaps", "V", "array", lambda v: ct.LowRankAffineMaps(LR_V, v, np.zeros((2, 3))), LR_V,
+     [np.ones((2, 3)), np.ones((2, 3, 0))]),
+    ("LowRankAffineMaps", "b", "array", lambda v: ct.LowRankAffineMaps(LR_V, LR_V, v), np.zeros((2, 3)),
+     [np.zeros((2, 4)), np.zeros(3)]),
+    ("LowRankAffineMaps", "probs", "probs", lambda v: ct.LowRankAffineMaps(LR_V, LR_V, np.zeros((2, 3)), v),
+     [0.5, 0.5], []),
+    ("LowRankAffineMaps", "scale", "array", lambda v: ct.LowRankAffineMaps(LR_V, LR_V, np.zeros((2, 3)), scale=v),
+     [0.1, 0.2], [np.ones(3), np.ones((2, 2))]),
     ("AffineMaps.apply", "theta", "array", lambda v: MAPS.apply(v, 0), [0.0, 0.0], [[0.0], np.zeros((3, 1))]),
     ("AffineMaps.apply", "index", "indices", lambda v: MAPS.apply(np.zeros((4, 2)), v), [1, 0, 1, 0],
      [np.zeros(3, int), np.zeros((4, 3), int)]),

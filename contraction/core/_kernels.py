@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-__all__ = ["chain_matmul", "over_chain_slices", "single_thread_blas"]
+__all__ = ["chain_matmul", "over_chain_slices", "single_thread_blas", "work_workers"]
 
 # Group chains by batch (one stacked call per batch, the batch's matrix broadcast) from this many chains per batch.
 _GROUP_MIN_CHAINS_PER_BATCH = 16
@@ -33,6 +33,8 @@ _GROUP_MIN_CHAINS_PER_BATCH = 16
 _GATHER_MAX_VALUES = 2**17
 # Split the chains over threads from this many chains on.
 _THREAD_MIN_CHAINS = 2048
+# Or, for chains whose cost per step is known, from this many flops per step per thread.
+_THREAD_MIN_WORK = 1 << 22
 
 
 def _sort_by_batch(index: np.ndarray, m: int):
@@ -102,14 +104,22 @@ def _workers(n_chains: int, m: int) -> int:
     return max(1, min(cores, n_chains // (_THREAD_MIN_CHAINS // 2), n_chains // (_GROUP_MIN_CHAINS_PER_BATCH * m)))
 
 
-def over_chain_slices(run, n_chains: int, m: int) -> None:
+def work_workers(n_chains: int, work_per_chain: int) -> int:
+    """Threads for chains that each cost ``work_per_chain`` flops a step: one per core, each with enough work."""
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, n_chains, n_chains * work_per_chain // _THREAD_MIN_WORK))
+
+
+def over_chain_slices(run, n_chains: int, m: int, workers: int | None = None) -> None:
     """Call ``run(a, b)`` on contiguous slices of chains, in threads when there are many chains.
 
     Numpy releases the GIL inside its loops, so slices of independent chains
     run in parallel; every product is per chain, so the slicing never
     changes a result. The caller holds :func:`single_thread_blas`.
+    ``workers`` overrides the number of threads (default: from the number of
+    chains and batches).
     """
-    workers = _workers(n_chains, m)
+    workers = _workers(n_chains, m) if workers is None else workers
     if workers == 1:
         run(0, n_chains)
         return

@@ -23,6 +23,10 @@ Divergence is decided on the iterates: an iterate is reported (as
 the offsets avoid the expanding directions), the affected iterates are
 recomputed map by map from ``θ_0``.
 
+Low-rank maps ``A_i = I − s_i U_i V_iᵀ`` (:class:`contraction.LowRankAffineMaps`)
+use the same two forms without forming ``A_i``: forward ``O(r d)`` per step
+and chain, backward ``P_n = P_{n−1} − (s P_{n−1} U) Vᵀ``, ``O(r d²)`` per step.
+
 Any other object with ``step(theta, index)`` (for instance
 :class:`contraction.GradientMaps`) is iterated directly: forward by
 iteration; backward by recomputation, where every requested ``θ̃_n`` is
@@ -35,8 +39,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import _sort_by_batch, _use_groups, over_chain_slices, single_thread_blas
+from ._kernels import (
+    _GATHER_MAX_VALUES,
+    _sort_by_batch,
+    _use_groups,
+    over_chain_slices,
+    single_thread_blas,
+    work_workers,
+)
 from ._validation import DivergenceError, as_float_array, as_indices, check_output_size, describe
+from .lowrank import LowRankAffineMaps
 from .maps import AffineMaps, family_size
 
 __all__ = ["MAX_STEPS", "apply_words", "backward_iterates", "check_diverged", "forward_iterates", "iterate_and_save",
@@ -45,6 +57,8 @@ __all__ = ["MAX_STEPS", "apply_words", "backward_iterates", "check_diverged", "f
 # Working memory of the backward scan (bytes): a tile of chains holds its products and one block of
 # gathered factors within it. The budget changes the tiles and blocks, never a result.
 _SCAN_BUDGET = 1 << 24
+# Rank of the block updates of the low-rank backward scan (steps per block: this over the maps' rank).
+_BLOCK_RANK = 128
 # Map applications allowed to recompute backward iterates whose products overflowed (per call).
 _RECOMPUTE_LIMIT = 5 * 10**7
 # Longest batch sequence (steps) an iteration function accepts.
@@ -279,13 +293,100 @@ def _affine_backward(maps: AffineMaps, theta0, idx, steps):
     return out
 
 
-def _recomputation_is_cheaper(d: int, n: int) -> bool:
+def _low_rank_forward(maps: LowRankAffineMaps, theta0, idx, steps):
+    """``θ_k = θ_{k−1} − (s (θ_{k−1} V_i) U_iᵀ − b_i)`` per chain (``O(r d)``), chains sliced over threads.
+
+    Many chains are kept sorted by their current batch (as in
+    :func:`_grouped_forward`), in buffers reused at every step; each row gets
+    the same per-row products as :meth:`LowRankAffineMaps.step`.
+    """
+    C, n = idx.shape
+    d, r = maps.dim, maps.rank
+    out = np.empty((C, steps.size, d))
+
+    def run(a, b):
+        K = b - a
+        if K * r * d <= _GATHER_MAX_VALUES:
+            iterate_and_save(lambda k, x: maps._rows(x, idx[a:b, k]), theta0[a:b], n, steps, out[a:b])
+            return
+        state = np.empty((K, 1, d))
+        state[:, 0] = theta0[a:b]
+        gathered, T, S = np.empty_like(state), np.empty_like(state), np.empty((K, 1, r))
+        where, rows = np.arange(K), np.arange(K)  # where[c]: row of chain c in `state`
+
+        def advance(k, state):
+            index = idx[a:b, k]
+            order, bounds = _sort_by_batch(index, maps.n_maps)
+            np.take(state, where[order], axis=0, out=gathered, mode="clip")
+            maps._grouped(gathered, index[order], bounds, T, S)
+            np.subtract(gathered, T, out=state)
+            where[order] = rows
+            return state
+
+        iterate_and_save(advance, state, n, steps, out[a:b],
+                         read=lambda state: np.take(state[:, 0], where, axis=0, mode="clip"))
+
+    over_chain_slices(run, C, maps.n_maps, work_workers(C, 4 * r * d))
+    return out
+
+
+def _low_rank_backward(maps: LowRankAffineMaps, theta0, idx, steps):
+    """``θ̃_n = P_n θ_0 + q_n`` with ``P`` carried over blocks of ``k`` steps, ``k r ≈ min(_BLOCK_RANK, d)``.
+
+    A block ``T_{ξ_{n+1}} ∘ … ∘ T_{ξ_{n+k}} = (I − Ū V̄ᵀ) θ + c`` (rank ``k r``,
+    :meth:`LowRankAffineMaps._block`) updates ``P ← P − (P Ū) V̄ᵀ``,
+    ``q ← q + P c``, and gives its iterates as ``P z_j + q`` from the same
+    product ``P [Ū, c, Z]``: ``O(r d²)`` per step in matrix products of inner
+    size ``k r``. The blocks start at multiples of ``k`` (fixed by ``d`` and
+    ``r``), chains go in tiles of ``_SCAN_BUDGET``; every product is one
+    fixed-shape product per chain, so neither tiles nor saved steps change a result.
+    """
+    C, n = idx.shape
+    d, r = maps.dim, maps.rank
+    k = max(1, min(_BLOCK_RANK, d) // r)
+    out = np.empty((C, steps.size, d))
+    save = np.zeros(n + 1, dtype=bool)
+    save[steps] = True
+    tile = int(max(1, min(C, _SCAN_BUDGET // (16 * d * d))))
+
+    def run_tile(a, b):
+        P = np.broadcast_to(np.eye(d), (b - a, d, d)).copy()
+        spare = np.empty_like(P)
+        q = np.zeros((b - a, d, 1))
+        pos = int(save[0])
+        out[a:b, :pos] = theta0[a:b, None]
+        for start in range(0, n, k):
+            L = min(k, n - start)
+            F, Vt = maps._block(idx[a:b, start:start + L], theta0[a:b])
+            X = np.matmul(P, F)
+            marks = np.flatnonzero(save[start + 1:start + L + 1])
+            out[a:b, pos:pos + marks.size] = np.swapaxes(X[:, :, L * r + 1 + marks] + q, 1, 2)
+            pos += marks.size
+            q = q + X[:, :, L * r:L * r + 1]
+            np.subtract(P, np.matmul(X[:, :, :L * r], Vt, out=spare), out=spare)
+            P, spare = spare, P
+
+    def run(a, b):
+        for t in range(a, b, tile):
+            run_tile(t, min(b, t + tile))
+
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        over_chain_slices(run, C, maps.n_maps, work_workers(C, 4 * r * d * d))
+    return out
+
+
+def _recomputation_is_cheaper(d: int, n: int, rank: int | None = None) -> bool:
     """Every ``θ̃_k`` rebuilt map by map costs ~n²/2 d², the scan ~n (d+1)³: recompute short sequences.
 
-    Decided on ``d`` and ``n`` only, never on the steps saved, so a saved
-    step is computed the same way whatever else is saved.
+    Low-rank maps (``rank`` given): ~n²/2 map applications (two matrix-vector
+    products and a call each, ~4rd/2e9 + 5e-6 s) against n scan steps (two
+    matrix products, ~4rd²/5e9 + 2e-5 s); recompute while that costs at most
+    half the scan. Decided on ``d``, ``n`` and the rank only, never on the
+    steps saved, so a saved step is computed the same way whatever else is saved.
     """
-    return n <= 2 * (d + 1)
+    if rank is None:
+        return n <= 2 * (d + 1)
+    return n <= (4 * rank * d * d / 5e9 + 2e-5) / (4 * rank * d / 2e9 + 5e-6)
 
 
 def _recompute_overflowed(maps, theta0, idx, steps, out):
@@ -376,9 +477,9 @@ def forward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
 
     Parameters
     ----------
-    maps : AffineMaps or map family
+    maps : AffineMaps, LowRankAffineMaps or map family
         Affine maps use the closed form ``θ_n = A_{ξ_n} θ_{n−1} + b_{ξ_n}``,
-        vectorized over chains; any object with ``step(theta, index)`` and
+        vectorized over chains (low-rank maps in ``O(r d)`` per step); any object with ``step(theta, index)`` and
         ``n_maps`` (such as :class:`contraction.GradientMaps`) is iterated directly.
     theta0 : array_like, shape (d,) or (n_chains, d)
         Start, shared by all chains or one per chain.
@@ -416,9 +517,10 @@ def forward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     True
     """
     idx, theta0, steps = prepare_iteration(maps, theta0, idx, save_steps)
-    if isinstance(maps, AffineMaps):
+    if isinstance(maps, (AffineMaps, LowRankAffineMaps)):
+        engine = _affine_forward if isinstance(maps, AffineMaps) else _low_rank_forward
         with single_thread_blas():
-            out = _affine_forward(maps, theta0, idx, steps)
+            out = engine(maps, theta0, idx, steps)
     else:
         out = _general_forward(maps, theta0, idx, steps)
     return check_diverged(out, steps, "forward")
@@ -432,7 +534,7 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
 
     Parameters
     ----------
-    maps : AffineMaps or map family
+    maps : AffineMaps, LowRankAffineMaps or map family
         Affine maps use the closed form below; any object with
         ``step(theta, index)`` and ``n_maps`` is iterated by recomputation.
     theta0 : array_like, shape (d,) or (n_chains, d)
@@ -465,7 +567,9 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     for bit whatever the number of chains and the steps saved. An iterate is
     reported as divergent only when it is non-finite itself: where a product
     ``P_n`` overflows but the iterate does not, it is recomputed from
-    ``θ_0``. General maps: recomputation, ``Σ_n n`` evaluations of ``step``
+    ``θ_0``. Low-rank maps ``I − s U Vᵀ``: ``P_n = P_{n−1} − (s P_{n−1} U) Vᵀ``,
+    ``O(r d²)`` per step, recomputed (``O(n r d)`` per saved step ``n``) for short
+    sequences (``n_steps`` below about ``d/4``). General maps: recomputation, ``Σ_n n`` evaluations of ``step``
     for the requested ``n``, all ``n`` advancing side by side (SPEC C13);
     requesting only the last step costs ``n_steps`` evaluations.
 
@@ -482,11 +586,13 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     True
     """
     idx, theta0, steps = prepare_iteration(maps, theta0, idx, save_steps)
-    if not isinstance(maps, AffineMaps):
+    low_rank = isinstance(maps, LowRankAffineMaps)
+    if not (low_rank or isinstance(maps, AffineMaps)):
         return check_diverged(_general_backward(maps, theta0, idx, steps), steps, "backward")
     with single_thread_blas():
-        if _recomputation_is_cheaper(maps.dim, idx.shape[1]):
+        if _recomputation_is_cheaper(maps.dim, idx.shape[1], maps.rank if low_rank else None):
             out = _general_backward(maps, theta0, idx, steps)
         else:
-            out = _recompute_overflowed(maps, theta0, idx, steps, _affine_backward(maps, theta0, idx, steps))
+            scan = _low_rank_backward if low_rank else _affine_backward
+            out = _recompute_overflowed(maps, theta0, idx, steps, scan(maps, theta0, idx, steps))
     return check_diverged(out, steps, "backward")

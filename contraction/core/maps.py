@@ -440,10 +440,20 @@ class GradientMaps:
 
 
 def check_affine_maps(maps, name: str = "maps") -> AffineMaps:
-    """Refuse anything but :class:`AffineMaps` (the theory functions need the matrices)."""
-    if not isinstance(maps, AffineMaps):
-        raise TypeError(f"{name}: expected AffineMaps (e.g. model.sgd_maps(lr)), got {describe(maps)}")
-    return maps
+    """:class:`AffineMaps` for the functions that need the matrices ``A_i``; refuse anything else.
+
+    A family with a dense form (``to_dense(name)`` returning :class:`AffineMaps`,
+    as :class:`contraction.LowRankAffineMaps`) is converted; its ``to_dense``
+    refuses, naming ``name``, when the matrices would exceed 1 GiB.
+    """
+    if isinstance(maps, AffineMaps):
+        return maps
+    to_dense = getattr(maps, "to_dense", None)
+    if callable(to_dense) and not isinstance(maps, type):
+        dense = to_dense(name)
+        if isinstance(dense, AffineMaps):
+            return dense
+    raise TypeError(f"{name}: expected AffineMaps (e.g. model.sgd_maps(lr)), got {describe(maps)}")
 
 
 def family_size(maps, name: str = "maps") -> int:

@@ -5,14 +5,18 @@ Both are families of batch losses with constant Hessians,
     f_i(θ) = ½ θᵀ H_i θ − r_iᵀ θ + k_i,   ∇f_i(θ) = H_i θ − r_i,
 
 so the SGD map of batch ``i`` with learning rate ``h`` is
-``T_i(θ) = (I − h H_i) θ + h r_i``.
+``T_i(θ) = (I − h H_i) θ + h r_i``. Least squares keeps the data, not the
+``H_i = X_iᵀ X_i / B``, and its SGD maps are low-rank when that is cheaper.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from ._validation import (
+    MAX_OUTPUT_BYTES,
     as_float_array,
     as_indices,
     check_lr,
@@ -21,6 +25,7 @@ from ._validation import (
     check_probs,
     describe,
 )
+from .lowrank import LowRankAffineMaps
 from .maps import AffineMaps, GradientMaps
 
 __all__ = ["LinearRegressionModel", "QuadraticModel"]
@@ -49,9 +54,8 @@ def _check_psd(H: np.ndarray, name: str) -> None:
 
 
 class _AffineGradientModel:
-    """Shared part: Hessians ``H`` (m, d, d), linear terms ``r`` (m, d), constants ``k`` (m,)."""
+    """Shared part: Hessians ``H_i`` (through :meth:`_hessian_times`), linear terms ``r`` (m, d), constants ``k``."""
 
-    _H: np.ndarray
     _r: np.ndarray
     _k: np.ndarray
     probs: np.ndarray
@@ -59,17 +63,49 @@ class _AffineGradientModel:
     @property
     def n_batches(self) -> int:
         """Number of batches ``m``."""
-        return self._H.shape[0]
+        return self._r.shape[0]
 
     @property
     def dim(self) -> int:
         """Parameter dimension ``d``."""
-        return self._H.shape[1]
+        return self._r.shape[1]
 
-    @property
-    def hessians(self) -> np.ndarray:
-        """Batch Hessians ``H_i``, shape (m, d, d) (read-only)."""
-        return self._H
+    hessians: np.ndarray  # batch Hessians H_i, shape (m, d, d), read-only
+    _hessian_times: object  # (v (..., d), index) -> H_index v, unchecked
+
+    def mean_hessian(self) -> np.ndarray:
+        """The Hessian of the training loss, ``Σ p_i H_i``.
+
+        Returns
+        -------
+        ndarray, shape (d, d)
+            ``Σ p_i H_i`` (a new array).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> model = QuadraticModel([[[2.0]], [[1.0]]], [[1.0], [-1.0]], probs=[0.25, 0.75])
+        >>> model.mean_hessian().tolist()
+        [[1.25]]
+        """
+        raise NotImplementedError
+
+    def hessian_eigenvalues(self) -> np.ndarray:
+        """Eigenvalues of each batch Hessian ``H_i``, in ascending order.
+
+        Returns
+        -------
+        ndarray, shape (m, d)
+            Row ``i`` holds the eigenvalues of ``H_i``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> model = QuadraticModel([np.diag([3.0, 1.0])], [[0.0, 0.0]])
+        >>> model.hessian_eigenvalues().tolist()
+        [[1.0, 3.0]]
+        """
+        raise NotImplementedError
 
     @property
     def linear_terms(self) -> np.ndarray:
@@ -103,7 +139,7 @@ class _AffineGradientModel:
         theta = self._theta(theta)
         index = self._index(index, theta)
         with np.errstate(over="ignore", invalid="ignore"):
-            return np.einsum("...ij,...j->...i", self._H[index], theta) - self._r[index]
+            return self._hessian_times(theta, index) - self._r[index]
 
     def _hvp(self, theta, v, index) -> np.ndarray:
         """:meth:`hvp` with its arguments checked but its result unchecked (the map family's callable)."""
@@ -117,7 +153,7 @@ class _AffineGradientModel:
             ) from exc
         index = self._index(index, v, "v")
         with np.errstate(over="ignore", invalid="ignore"):
-            return np.einsum("...ij,...j->...i", self._H[index], v)
+            return self._hessian_times(v, index)
 
     def gradient(self, theta, index) -> np.ndarray:
         """Batch gradients ``∇f_index(θ) = H_index θ − r_index``.
@@ -179,7 +215,7 @@ class _AffineGradientModel:
         theta = self._theta(theta)
         index = self._index(index, theta)
         with np.errstate(over="ignore", invalid="ignore"):
-            Ht = np.einsum("...ij,...j->...i", self._H[index], theta)
+            Ht = self._hessian_times(theta, index)
             f = 0.5 * np.sum(theta * Ht, -1) - np.sum(self._r[index] * theta, -1) + self._k[index]
         return _finite(f, "theta", "the loss")
 
@@ -232,9 +268,14 @@ class _AffineGradientModel:
         """
         theta = self._theta(theta)
         with np.errstate(over="ignore", invalid="ignore"):
-            H = np.tensordot(self.probs, self._H, axes=1)
-            g = theta @ H.T - self.probs @ self._r
+            g = theta @ self._mean_H.T - self.probs @ self._r
         return _finite(g, "theta", "the gradient")
+
+    @cached_property
+    def _mean_H(self) -> np.ndarray:
+        H = self.mean_hessian()
+        H.setflags(write=False)
+        return H
 
     def minimizer(self) -> np.ndarray:
         """A minimiser of ``L`` (least-norm when the mean Hessian is singular).
@@ -244,8 +285,7 @@ class _AffineGradientModel:
         ndarray, shape (d,)
             ``θ*`` with ``∇L(θ*) = 0``.
         """
-        H = np.tensordot(self.probs, self._H, axes=1)
-        return np.linalg.lstsq(H, self.probs @ self._r, rcond=None)[0]
+        return np.linalg.lstsq(self._mean_H, self.probs @ self._r, rcond=None)[0]
 
     def sgd_maps(self, lr) -> AffineMaps:
         """The SGD maps ``T_i(θ) = θ − lr ∇f_i(θ) = (I − lr H_i) θ + lr r_i``.
@@ -271,7 +311,7 @@ class _AffineGradientModel:
         """
         h = check_lr(lr)
         with np.errstate(over="ignore", invalid="ignore"):
-            A = np.eye(self.dim) - h * self._H
+            A = np.eye(self.dim) - h * self.hessians
             b = h * self._r
         return AffineMaps(_finite(A, "lr", "I − lr H_i"), _finite(b, "lr", "lr r_i"), self.probs)
 
@@ -377,6 +417,20 @@ class QuadraticModel(_AffineGradientModel):
         for arr in (self._H, self._r, self._k, self.centers, self.probs):
             arr.setflags(write=False)
 
+    @property
+    def hessians(self) -> np.ndarray:
+        """Batch Hessians ``H_i``, shape (m, d, d) (read-only)."""
+        return self._H
+
+    def _hessian_times(self, v, index):
+        return np.einsum("...ij,...j->...i", self._H[index], v)
+
+    def mean_hessian(self) -> np.ndarray:
+        return np.tensordot(self.probs, self._H, axes=1)
+
+    def hessian_eigenvalues(self) -> np.ndarray:
+        return np.linalg.eigvalsh(self._H)
+
     def __repr__(self) -> str:
         return f"QuadraticModel(n_batches={self.n_batches}, dim={self.dim})"
 
@@ -389,6 +443,10 @@ class LinearRegressionModel(_AffineGradientModel):
     number of rows must be a multiple of ``batch_size`` (permute the rows
     beforehand for another partition). Batch Hessians ``X_Bᵀ X_B / |B|`` may be
     rank-deficient (rank one for ``batch_size=1``).
+
+    The model keeps ``X`` (read-only, not copied when it is already a float64
+    array) and forms the ``(m, d, d)`` Hessians only when :attr:`hessians` is
+    read; gradients, losses and :meth:`sgd_maps` work from the data.
 
     Parameters
     ----------
@@ -426,17 +484,111 @@ class LinearRegressionModel(_AffineGradientModel):
                 f"batch_size: expected a divisor of the number of rows {n} (fixed partition), got {b}"
             )
         m = n // b
-        check_output_size((m, d, d), "X", what="batch Hessians (n_batches x d x d)")
-        Xb = X.reshape(m, b, d)
-        yb = y.reshape(m, b)
+        rows = np.ascontiguousarray(X)  # X itself unless X is not C-contiguous
+        Xb, yb = rows.reshape(m, b, d), y.reshape(m, b)
         self.probs = check_probs(probs, m)
-        with np.errstate(over="ignore", invalid="ignore"):
-            self._H = _finite(np.einsum("mki,mkj->mij", Xb, Xb) / b, "X", "the batch Hessians X_Bᵀ X_B / |B|")
+        with np.errstate(over="ignore", invalid="ignore"):  # diag H_i finite: every entry is (Cauchy–Schwarz)
+            _finite(np.einsum("mki,mki->mi", Xb, Xb) / b, "X", "the batch Hessians X_Bᵀ X_B / |B|")
             self._r = _finite(np.einsum("mki,mk->mi", Xb, yb) / b, "y", "the linear terms X_Bᵀ y_B / |B|")
             self._k = _finite(0.5 * np.einsum("mk,mk->m", yb, yb) / b, "y", "the constants ‖y_B‖² / (2|B|)")
         self.X, self.y, self.batch_size = X, y, b
-        for arr in (self._H, self._r, self._k, self.X, self.y, self.probs):
+        self._Xb, self._yb = Xb, yb
+        for arr in (X, rows, Xb, y, yb, self._r, self._k, self.probs):
             arr.setflags(write=False)
+
+    @cached_property
+    def hessians(self) -> np.ndarray:
+        """Batch Hessians ``H_i = X_iᵀ X_i / |B|``, shape (m, d, d) (read-only), formed on first use.
+
+        Refused (``ValueError`` naming ``X``) when they would exceed 1 GiB.
+        """
+        m, b, d = self._Xb.shape
+        check_output_size((m, d, d), "X", what="batch Hessians (n_batches x d x d)")
+        with np.errstate(over="ignore", invalid="ignore"):
+            H = _finite(np.einsum("mki,mkj->mij", self._Xb, self._Xb) / b, "X", "the batch Hessians X_Bᵀ X_B / |B|")
+        H.setflags(write=False)
+        return H
+
+    def _hessian_times(self, v, index):
+        Xi = self._Xb[index]
+        return np.einsum("...kd,...k->...d", Xi, np.einsum("...kd,...d->...k", Xi, v)) / self.batch_size
+
+    def batch_loss(self, theta, index) -> np.ndarray:
+        theta = self._theta(theta)
+        index = self._index(index, theta)
+        with np.errstate(over="ignore", invalid="ignore"):
+            res = np.einsum("...kd,...d->...k", self._Xb[index], theta) - self._yb[index]
+            f = 0.5 * np.sum(res * res, axis=-1) / self.batch_size
+        return _finite(f, "theta", "the loss")
+
+    def loss(self, theta) -> np.ndarray:
+        theta = self._theta(theta)
+        m, b, _ = self._Xb.shape
+        check_output_size((*theta.shape[:-1], m * b), "theta", what="the residuals")
+        with np.errstate(over="ignore", invalid="ignore"):
+            res = (theta @ self.X.T - self.y).reshape(*theta.shape[:-1], m, b)
+            return _finite((0.5 / b) * np.sum(res * res, axis=-1) @ self.probs, "theta", "the loss")
+
+    def mean_hessian(self) -> np.ndarray:
+        m, b, d = self._Xb.shape
+        weights = np.repeat(self.probs / b, b)
+        rows = self._Xb.reshape(m * b, d)
+        H = np.zeros((d, d))
+        step = max(1, (1 << 22) // d)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for start in range(0, m * b, step):
+                part = rows[start:start + step]
+                H += (part * weights[start:start + step, None]).T @ part
+        return _finite(H, "X", "the mean Hessian")
+
+    def hessian_eigenvalues(self) -> np.ndarray:
+        m, b, d = self._Xb.shape
+        if b >= d:
+            return np.linalg.eigvalsh(self.hessians)
+        gram = np.matmul(self._Xb, np.swapaxes(self._Xb, 1, 2)) / b  # X_i X_iᵀ / |B|: the nonzero eigenvalues
+        return np.sort(np.concatenate([np.linalg.eigvalsh(gram), np.zeros((m, d - b))], axis=1), axis=1)
+
+    def sgd_maps(self, lr):
+        """The SGD maps ``T_i(θ) = θ − (lr/|B|) X_iᵀ (X_i θ − y_i)``, in the cheaper of two forms.
+
+        Low-rank (:class:`LowRankAffineMaps` with ``U_i = V_i = X_iᵀ`` and
+        ``s = lr/|B|``, sharing the model's data) when ``2 |B| < d`` or when
+        the dense ``(m, d, d)`` matrices would exceed 1 GiB; otherwise
+        :class:`AffineMaps` with ``A_i = I − lr H_i``. Every engine accepts
+        both; ``.to_dense()`` turns the first into the second.
+
+        Parameters
+        ----------
+        lr : float
+            Learning rate ``h > 0``.
+
+        Returns
+        -------
+        LowRankAffineMaps or AffineMaps
+            One map per batch, with the batch probabilities.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> X, y = rng.normal(size=(8, 5)), rng.normal(size=8)
+        >>> model = LinearRegressionModel(X, y, batch_size=2)
+        >>> maps = model.sgd_maps(0.1); type(maps).__name__, maps.rank
+        ('LowRankAffineMaps', 2)
+        >>> x = rng.normal(size=5)
+        >>> bool(np.allclose(maps.apply(x, 3), x - 0.1 * model.gradient(x, 3)))
+        True
+        """
+        h = check_lr(lr)
+        m, b, d = self._Xb.shape
+        if not (2 * b < d or m * d * d * 8 > MAX_OUTPUT_BYTES):
+            return super().sgd_maps(h)
+        with np.errstate(over="ignore", invalid="ignore"):
+            offsets = _finite(h * self._r, "lr", "lr r_i")
+            scale = _finite(np.full(m, h / b), "lr", "lr / |B|")
+        offsets.setflags(write=False)
+        scale.setflags(write=False)
+        return LowRankAffineMaps._wrap(self._Xb, self._Xb, offsets, self.probs, scale)
 
     def __repr__(self) -> str:
         return (

@@ -1,6 +1,8 @@
 r"""Stability diagnostics of a family of affine maps ``T_i(θ) = A_i θ + b_i``.
 
 * contraction constant ``c = max_i ‖A_i‖₂`` (strict contraction: ``c < 1``);
+  for :class:`~contraction.LowRankAffineMaps` ``A_i = I − s_i U_i V_iᵀ`` from
+  a ``2r``-dimensional problem, and ``c >= 1`` whenever ``r < d``;
 * top Lyapunov exponent ``γ = lim (1/n) log ‖A_{ξ_n} ⋯ A_{ξ_1}‖`` (backward
   iterates converge when ``γ < 0``: average contraction);
 * mean-square radius ``ρ(Σ p_i A_i ⊗ A_i)`` (finite stationary covariance
@@ -27,6 +29,7 @@ from ..core._validation import (
     check_real,
     describe,
 )
+from ..core.lowrank import LowRankAffineMaps, _chunks, check_affine_family
 from ..core.maps import check_affine_maps
 from ..core.sampling import sample_batches
 
@@ -53,8 +56,11 @@ def contraction_constant(maps) -> float:
 
     Parameters
     ----------
-    maps : AffineMaps
-        The family ``T_i(θ) = A_i θ + b_i``.
+    maps : AffineMaps or LowRankAffineMaps
+        The family ``T_i(θ) = A_i θ + b_i``. For ``A_i = I − s_i U_i V_iᵀ``
+        the norm comes from an ``r × r`` or ``2r × 2r`` problem (the maps act
+        as the identity outside the span of ``U_i`` and ``V_i``, so ``c >= 1``
+        when ``r < d``).
 
     Returns
     -------
@@ -68,7 +74,9 @@ def contraction_constant(maps) -> float:
     >>> bool(abs(ct.contraction_constant(maps) - 0.75) < 1e-12)   # max(|1-h|, |1-3h|)
     True
     """
-    maps = check_affine_maps(maps)
+    maps = check_affine_family(maps)
+    if isinstance(maps, LowRankAffineMaps):
+        return float(maps._linear_norms().max())
     return float(np.linalg.norm(maps.A, 2, axis=(1, 2)).max())
 
 
@@ -126,7 +134,7 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
 
     Parameters
     ----------
-    maps : AffineMaps
+    maps : AffineMaps or LowRankAffineMaps
         The family; only the linear parts ``A_i`` and ``probs`` matter.
     rng : None, int, SeedSequence or Generator, optional
         Source of the batch sequences (spawned streams, one per chain) and of
@@ -154,7 +162,7 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
     >>> res.exact and bool(np.isclose(res.exponent, 0.75 * np.log(0.5) + 0.25 * np.log(2.0)))
     True
     """
-    maps = check_affine_maps(maps)
+    maps = check_affine_family(maps)
     gen = as_generator(rng)
     n_steps = check_int(n_steps, "n_steps", 1, MAX_LYAPUNOV_DRAWS)
     n_chains = check_int(n_chains, "n_chains", 2, MAX_LYAPUNOV_CHAINS)
@@ -163,8 +171,9 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
         name = "n_steps" if 2 * (burn_in + n_steps) > MAX_LYAPUNOV_DRAWS else "n_chains"  # too long even for 2 chains
         raise ValueError(f"{name}: expected n_chains · (burn_in + n_steps) <= {MAX_LYAPUNOV_DRAWS:.0e} batch "
                          f"draws, got {n_chains} · {burn_in + n_steps}")
+    low_rank = isinstance(maps, LowRankAffineMaps)
     if maps.dim == 1:
-        a = np.abs(maps.A[:, 0, 0])
+        a = np.abs((maps.to_dense() if low_rank else maps).A[:, 0, 0])
         with np.errstate(divide="ignore"):
             logs = np.log(a)
         pos = maps.probs > 0
@@ -172,19 +181,23 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
         return LyapunovResult(gamma, 0.0, 0, 0, True, _EXACT)
     # the batch sequences come from spawned children, the start vectors from gen's own stream
     idx = sample_batches(maps.n_maps, burn_in + n_steps, n_chains, probs=maps.probs, rng=gen)
-    v = gen.normal(size=(n_chains, 1, maps.dim))
+    v = gen.normal(size=(n_chains, maps.dim))
     v /= np.linalg.norm(v, axis=-1, keepdims=True)
-    At = np.swapaxes(maps.A, 1, 2)  # row vectors: v ← v A_iᵀ
+    if low_rank:  # row vectors: v ← v A_iᵀ = v − s (v V_i) U_iᵀ
+        step = lambda v, i: maps._rows(v, i, offset=False)
+    else:
+        At = np.swapaxes(maps.A, 1, 2)
+        step = lambda v, i: chain_matmul(v[:, None, :], At, i)[:, 0]
     total = np.zeros(n_chains)
     with np.errstate(divide="ignore"):
         for k in range(burn_in + n_steps):
-            v = chain_matmul(v, At, idx[:, k])
-            r = np.linalg.norm(v, axis=-1)  # (C, 1)
+            v = step(v, idx[:, k])
+            r = np.linalg.norm(v, axis=-1)  # (C,)
             if np.any(r == 0):
                 return LyapunovResult(-np.inf, 0.0, k + 1, n_chains, False, _MONTE_CARLO)
-            v /= r[..., None]
+            v /= r[:, None]
             if k >= burn_in:
-                total += np.log(r[:, 0])
+                total += np.log(r)
     per_chain = total / n_steps
     return LyapunovResult(
         float(per_chain.mean()), float(per_chain.std(ddof=1) / np.sqrt(n_chains)), n_steps, n_chains, False,
@@ -213,12 +226,16 @@ def lyapunov_bounds(maps) -> LyapunovBounds:
 
     Both are equal to ``γ`` for one-dimensional maps.
     """
-    maps = check_affine_maps(maps)
+    maps = check_affine_family(maps)
     keep = maps.probs > 0
-    p, A = maps.probs[keep], maps.A[keep]
+    p = maps.probs[keep]
+    if isinstance(maps, LowRankAffineMaps):
+        norms, logdet = maps._linear_norms()[keep], maps._log_abs_det()[keep]
+    else:
+        norms, logdet = np.linalg.norm(maps.A[keep], 2, axis=(1, 2)), np.linalg.slogdet(maps.A[keep])[1]
     with np.errstate(divide="ignore"):
-        upper = float(p @ np.log(np.linalg.norm(A, 2, axis=(1, 2))))
-        lower = float(p @ np.linalg.slogdet(A)[1]) / maps.dim
+        upper = float(p @ np.log(norms))
+        lower = float(p @ logdet) / maps.dim
     return LyapunovBounds(lower, upper)
 
 
@@ -226,15 +243,37 @@ def mean_square_operator(maps) -> scipy.sparse.linalg.LinearOperator:
     r"""The operator ``S ↦ Σ p_i A_i S A_iᵀ`` on ``d × d`` matrices (flattened row-major).
 
     In row-major vectorisation it is the matrix ``Σ p_i A_i ⊗ A_i``; each
-    product costs ``O(m d³)`` instead of ``O(d⁴)``.
+    product costs ``O(m d³)`` instead of ``O(d⁴)``; for ``A_i = I − s_i U_i V_iᵀ``,
+    ``S − G S − S Gᵀ + Σ p_i s_i² U_i (V_iᵀ S V_i) U_iᵀ`` with ``G = Σ p_i s_i U_i V_iᵀ``
+    formed once: ``O(m r d²)``.
     """
-    maps = check_affine_maps(maps)
+    maps = check_affine_family(maps)
     d = maps.dim
+    if isinstance(maps, LowRankAffineMaps):
+        return _low_rank_mean_square_operator(maps)
     A, p = maps.A, maps.probs
 
     def matvec(x):
         S = np.asarray(x, dtype=np.float64).reshape(d, d)
         return np.einsum("m,mij,jk,mlk->il", p, A, S, A, optimize=True).ravel()
+
+    return scipy.sparse.linalg.LinearOperator((d * d, d * d), matvec=matvec, dtype=np.float64)
+
+
+def _low_rank_mean_square_operator(maps: LowRankAffineMaps) -> scipy.sparse.linalg.LinearOperator:
+    d, r = maps.dim, maps.rank
+    G = maps._update_sum(maps.probs)
+    w = maps.probs * maps.scale**2
+
+    def matvec(x):
+        S = np.asarray(x, dtype=np.float64).reshape(d, d)
+        out = S - G @ S - S @ G.T
+        for part in _chunks(maps.n_maps, 3 * r * d):
+            R, L = maps._right[part], maps._left[part]
+            K = np.matmul((R.reshape(-1, d) @ S).reshape(R.shape), np.swapaxes(R, 1, 2))  # V_iᵀ S V_i (k, r, r)
+            W = np.matmul(K * w[part, None, None], L)  # p_i s_i² (V_iᵀ S V_i) U_iᵀ (k, r, d)
+            out += L.reshape(-1, d).T @ W.reshape(-1, d)
+        return out.ravel()
 
     return scipy.sparse.linalg.LinearOperator((d * d, d * d), matvec=matvec, dtype=np.float64)
 
@@ -260,7 +299,7 @@ def mean_square_radius(maps, dense_max_dim=20) -> float:
 
     Parameters
     ----------
-    maps : AffineMaps
+    maps : AffineMaps or LowRankAffineMaps
         The family; only the linear parts ``A_i`` and ``probs`` matter.
     dense_max_dim : int, default 20
         Largest ``d`` for which the matrix is formed, ``>= 0``.
@@ -278,7 +317,7 @@ def mean_square_radius(maps, dense_max_dim=20) -> float:
     >>> bool(np.isclose(ct.mean_square_radius(maps), 0.5 * 0.25 + 0.5 * 1.44))
     True
     """
-    maps = check_affine_maps(maps)
+    maps = check_affine_family(maps)
     dense_max_dim = check_nonnegative_int(dense_max_dim, "dense_max_dim")
     d = maps.dim
     if d <= dense_max_dim:
@@ -396,18 +435,16 @@ def max_stable_lr(model, rtol=1e-10) -> StableLearningRates:
     >>> bool(np.isclose(lr.mean_square, 2 / 3)) and lr.contraction == 2 / 4   # 2 / max x²
     True
     """
-    H = getattr(model, "hessians", None)
-    if H is None or not hasattr(model, "sgd_maps"):
+    if not all(callable(getattr(model, f, None)) for f in ("hessian_eigenvalues", "mean_hessian", "sgd_maps")):
         raise TypeError(f"model: expected a QuadraticModel or LinearRegressionModel, got {describe(model)}")
     rtol = check_real(rtol, "rtol", 0.0, 1.0, closed="neither")
-    eig = np.linalg.eigvalsh(H)
+    eig = model.hessian_eigenvalues()
     lmax = float(eig.max())
     if lmax <= 0:
         raise ValueError("model: every batch Hessian is zero, so the SGD maps only translate θ and no "
                          "learning rate makes them stable (there is no threshold)")
     strict = bool(eig.min() > 1e-12 * lmax)
-    Hbar = np.tensordot(model.probs, H, axes=1)
-    mean = 2.0 / float(np.linalg.eigvalsh(Hbar).max())
+    mean = 2.0 / float(np.linalg.eigvalsh(model.mean_hessian()).max())
 
     def excess(h):  # ρ(h) − 1: < 0 below the threshold, >= 0 above it
         return mean_square_radius(model.sgd_maps(h)) - 1.0

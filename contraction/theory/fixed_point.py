@@ -64,6 +64,14 @@ below the rounding part cannot be met: the chain stops once the truncation
 part is below a thousandth of the rounding part, and is reported as not
 converged, *limited by rounding*.
 
+**Low-rank maps** ``A_i = I − s U Vᵀ`` (:class:`~contraction.LowRankAffineMaps`)
+with ``r < d`` are the identity on a subspace, so ``c >= 1`` exactly and the
+bound is an estimate (with ``r >= d`` the maps are made dense first). The
+product is ``P̂_n = fl(P̂ − fl(Ŵ Vᵀ))`` with ``Ŵ = fl(fl(P̂ U) s)``, whose error
+is at most ``γ_{d+1} s |P̂||U||Vᵀ| + γ_r |Ŵ||Vᵀ| + u/(1 − u) |P̂_n|`` entrywise,
+so ``w = γ_{d+1} s ‖P̂‖_F ‖U‖_F ‖V‖_F + γ_r ‖Ŵ‖_F ‖V‖_F + u/(1 − u) ‖P̂_n‖_F``
+bounds ``‖F‖₂``; ``E_iᵀ H E_i`` is a rank-``2(r + 1)`` update of ``H``.
+
 The batch sequence is drawn in chunks and extended, never redrawn, when the
 horizon grows.
 """
@@ -86,7 +94,8 @@ from ..core._validation import (
     describe,
 )
 from ..core.iterates import forward_iterates
-from ..core.maps import AffineMaps, check_affine_maps
+from ..core.lowrank import LowRankAffineMaps, check_affine_family
+from ..core.maps import AffineMaps
 from ..core.sampling import sample_batches
 from .diagnostics import contraction_constant, lyapunov_exponent
 from .moments import StationaryLawError, stationary_moments
@@ -183,7 +192,7 @@ class BackwardLimits:
     rounding_limited: np.ndarray
 
 
-def _spread_estimate(maps: AffineMaps, theta0: np.ndarray, gamma: float, rng: np.random.Generator) -> np.ndarray:
+def _spread_estimate(maps, theta0: np.ndarray, gamma: float, rng: np.random.Generator) -> np.ndarray:
     """Estimate of ``‖Z − θ_0‖`` (Z ~ π) used by the average-contraction bound.
 
     Finite covariance: ten times ``sqrt(E‖Z − θ_0‖²)`` (Chebyshev: exceeded
@@ -214,12 +223,19 @@ class _Products:
     over ``n`` steps (see the module notes).
     """
 
-    def __init__(self, maps: AffineMaps, theta0: np.ndarray, certified: bool):
+    def __init__(self, maps, theta0: np.ndarray, certified: bool):
         n, d = theta0.shape
         self.maps, self.d, self.theta0, self.certified = maps, d, theta0, certified
         self.gamma = d * _U / (1 - d * _U)
-        self.norm2 = _up(np.linalg.norm(maps.A, 2, axis=(1, 2)), 8 * (d + 1) ** 2)
-        self.norm_f = _up(np.linalg.norm(maps.A, axis=(1, 2)), d * d)
+        self.low_rank = isinstance(maps, LowRankAffineMaps)
+        if self.low_rank:  # never certified (c >= 1): s ‖U‖_F ‖V‖_F and ‖V‖_F for w
+            r = maps.rank
+            self.gamma_r, self.gamma_s = r * _U / (1 - r * _U), (d + 1) * _U / (1 - (d + 1) * _U)
+            self.norm_v = _up(np.linalg.norm(maps.V, axis=(1, 2)), r * d)
+            self.norm_uv = _up(_up(maps.scale * np.linalg.norm(maps.U, axis=(1, 2)), r * d) * self.norm_v, 2)
+        else:
+            self.norm2 = _up(np.linalg.norm(maps.A, 2, axis=(1, 2)), 8 * (d + 1) ** 2)
+            self.norm_f = _up(np.linalg.norm(maps.A, axis=(1, 2)), d * d)
         self.norm_b = _up(np.linalg.norm(maps.b, axis=1), d)
         self.norm_theta0 = _up(np.linalg.norm(theta0, axis=1), d)
         self.tiny = (d + 1) ** 2 * _TINY  # underflow allowance per step
@@ -232,15 +248,15 @@ class _Products:
             self.H = np.zeros((n, d + 1, d + 1))
             self.steps = np.zeros(n)
 
-    def _fro(self, P: np.ndarray) -> np.ndarray:
-        return _up(np.sqrt(np.einsum("cij,cij->c", P, P)), self.d * self.d)
+    def _fro(self, P: np.ndarray, width: int | None = None) -> np.ndarray:
+        return _up(np.sqrt(np.einsum("cij,cij->c", P, P)), self.d * (self.d if width is None else width))
 
     def _norm(self, v: np.ndarray) -> np.ndarray:
         return _up(np.sqrt(np.einsum("ci,ci->c", v, v)), self.d)
 
     def run(self, rows: np.ndarray, idx: np.ndarray) -> None:
         """Extend the chains ``rows`` by the batches ``idx`` (len(rows), k): ``P ← P A_ξ``, ``q ← q + P b_ξ``."""
-        A, b, E = self.maps.A, self.maps.b, self.maps.augmented
+        b = self.maps.b
         P, hi, lo = self.P[rows], self.q_hi[rows], self.q_lo[rows]
         e_P, e_q, g = self.e_P[rows], self.e_q[rows], self.gamma
         if not self.certified:
@@ -257,12 +273,21 @@ class _Products:
             if self.certified:
                 e_q = (e_q + e_P * nb + g * fro * nb + lo_err + self.tiny) * _GROW
                 e_P = (e_P * self.norm2[i] + g * fro * self.norm_f[i] + self.tiny) * _GROW
-            else:  # the local error [[F, f], [0, 0]] of this step: F carries on through the suffix, f does not
-                e_q = (e_q + g * fro * nb + lo_err + self.tiny) * _GROW
+                P = chain_matmul(P, self.maps.A, i)
+                continue
+            # the local error [[F, f], [0, 0]] of this step: F carries on through the suffix, f does not
+            e_q = (e_q + g * fro * nb + lo_err + self.tiny) * _GROW
+            if self.low_rank:
+                P_new, W = self.maps._times_linear(P, i)
+                w = (self.gamma_s * fro * self.norm_uv[i] + self.gamma_r * self._fro(W, self.maps.rank) * self.norm_v[i]
+                     + _U / (1 - _U) * self._fro(P_new) + self.tiny) * _GROW  # w ≥ ‖F‖₂
+                H = self.maps._augmented_congruence(H, i) + (w * w)[:, None, None] * eye  # Eᵀ H E + w² I
+            else:
                 w = (g * fro * self.norm_f[i] + self.tiny) * _GROW  # w ≥ ‖F‖₂
-                HE = chain_matmul(H, E, i)
-                H = chain_matmul(np.swapaxes(HE, 1, 2), E, i) + (w * w)[:, None, None] * eye  # Eᵀ H E + w² I
-            P = chain_matmul(P, A, i)
+                HE = chain_matmul(H, self.maps.augmented, i)
+                H = chain_matmul(np.swapaxes(HE, 1, 2), self.maps.augmented, i) + (w * w)[:, None, None] * eye
+                P_new = chain_matmul(P, self.maps.A, i)
+            P = P_new
         self.P[rows], self.q_hi[rows], self.q_lo[rows] = P, hi, lo
         self.e_P[rows], self.e_q[rows] = e_P, e_q
         if not self.certified:
@@ -320,7 +345,7 @@ def backward_limits(maps, theta0, n_chains, rng=None, tol=1e-10, max_steps=100_0
 
     Parameters
     ----------
-    maps : AffineMaps
+    maps : AffineMaps or LowRankAffineMaps
         The family, strictly contractive or contractive on average.
     theta0 : array_like, shape (d,) or (n_chains, d)
         One start for every chain, or one per chain.
@@ -348,7 +373,9 @@ def backward_limits(maps, theta0, n_chains, rng=None, tol=1e-10, max_steps=100_0
     >>> bool(res.converged.all() and np.all(res.error_bound <= 1e-12) and np.all(res.rounding_bound > 0))
     True
     """
-    maps = check_affine_maps(maps)
+    maps = check_affine_family(maps)
+    if isinstance(maps, LowRankAffineMaps) and maps.rank >= maps.dim:
+        maps = maps.to_dense()  # only then can c < 1: the certified bound uses the matrices
     gen = as_generator(rng)
     n_chains = check_int(n_chains, "n_chains", 1, MAX_CHAINS)
     max_steps = check_positive_int(max_steps, "max_steps")
@@ -426,9 +453,10 @@ def backward_fixed_point(maps, theta0=None, rng=None, tol=1e-10, max_steps=100_0
 
     Parameters
     ----------
-    maps : AffineMaps
+    maps : AffineMaps or LowRankAffineMaps
         The family; strictly contractive (certified bound) or contractive on
-        average (estimated bound).
+        average (estimated bound). Low-rank maps ``I − s U Vᵀ`` with ``r < d``
+        have ``c >= 1``: their bound is an estimate, and a step costs ``O(r d²)``.
     theta0 : array_like, shape (d,), optional
         Start (zeros by default); the limit does not depend on it.
     rng : None, int, SeedSequence or Generator, optional
@@ -466,7 +494,7 @@ def backward_fixed_point(maps, theta0=None, rng=None, tol=1e-10, max_steps=100_0
     >>> bool(abs(far[0, -1, 0] - res.x[0]) <= res.error_bound)
     True
     """
-    maps = check_affine_maps(maps)
+    maps = check_affine_family(maps)
     if theta0 is None:
         theta0 = np.zeros(maps.dim)
     theta0 = as_float_array(theta0, "theta0", ndim=1)
