@@ -9,6 +9,7 @@ import pytest
 import contraction as ct
 import proofs_checks
 from contraction.cli import main
+from contraction.theory import samples as samples_module
 from proofs_checks import (
     c01_backward_contraction,
     c02_forgetting,
@@ -26,9 +27,15 @@ from proofs_checks import (
 )
 
 
+def dense(maps):
+    """An affine family with its matrices ``A_i`` (low-rank maps made dense)."""
+    return maps.to_dense() if isinstance(maps, ct.LowRankAffineMaps) else maps
+
+
 def increment_without_offsets(maps):
     """Forgets the offsets b_i in E‖(A_i − I)Z + b_i‖²."""
     mom = ct.stationary_moments(maps)
+    maps = dense(maps)
     B = maps.A - np.eye(maps.dim)
     return float(maps.probs @ np.einsum("mij,jk,mik->m", B, mom.second_moment, B))
 
@@ -55,6 +62,7 @@ def transposed_mean(maps, theta0, n):
 def covariance_without_cross_terms(maps):
     """Wrong covariance: S = Σ p A S Aᵀ + Σ p b bᵀ (drops A μ bᵀ + b μᵀ Aᵀ)."""
     right = ct.stationary_moments(maps)
+    maps = dense(maps)
     d = maps.dim
     K = np.einsum("m,mij,mkl->ikjl", maps.probs, maps.A, maps.A).reshape(d * d, d * d)
     R = np.einsum("m,mi,mj->ij", maps.probs, maps.b, maps.b)
@@ -66,6 +74,7 @@ def covariance_without_cross_terms(maps):
 def distance_without_stationary_spread(maps, theta0, n_steps):
     """tr(Q_n M) with M = (θ0 − μ)(θ0 − μ)ᵀ only (drops Σ_π)."""
     mom = ct.stationary_moments(maps)
+    maps = dense(maps)
     diff = np.asarray(theta0) - mom.mean
     Q, out = np.eye(maps.dim), []
     for _ in range(n_steps + 1):
@@ -175,3 +184,21 @@ def test_verify_cli_fails_when_a_check_fails(monkeypatch, capsys):
     finally:
         del c02_forgetting._wrong
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_blocks_of_chains_change_no_draw(monkeypatch):
+    """C8 draws its chains block by block: chain i gets the batches it gets in one draw of all chains."""
+    monkeypatch.setattr(c08_average_contraction, "BLOCK", 7)
+    blocks = list(c08_average_contraction._blocks(20, 82))
+    assert [(first, count) for first, count, _ in blocks] == [(0, 7), (7, 7), (14, 6)]
+    drawn = np.concatenate([ct.sample_batches(5, 30, count, rng=rng) for _, count, rng in blocks])
+    assert np.array_equal(drawn, ct.sample_batches(5, 30, 20, rng=82))
+
+
+def test_forward_stationary_samples_do_not_depend_on_the_block(monkeypatch):
+    """The forward samples of C5 are iterated in blocks of chains; the blocks change no sample."""
+    maps = ct.two_point_quadratic().sgd_maps(0.5)
+    whole = ct.stationary_samples(maps, 50, method="forward", rng=3, burn_in=40).samples
+    monkeypatch.setattr(samples_module, "_BLOCK_VALUES", 40 * 7)  # blocks of 7 chains
+    assert np.array_equal(ct.stationary_samples(maps, 50, method="forward", rng=3, burn_in=40).samples, whole)
+    assert np.unique(whole).size == 50  # 50 different chains, not one repeated

@@ -352,3 +352,20 @@ def test_apply_checks_its_arguments_and_reports_overflow():
         ct.forward_iterates(maps, [1.0, 1.0], [0, 0, 0])
     with pytest.raises(TypeError, match=r"^maps: expected AffineMaps or LowRankAffineMaps"):
         ct.contraction_constant("maps")
+
+
+def test_backward_limits_of_average_contraction_agree_with_the_dense_form():
+    # Non-expansive rank-one maps (c = 1, γ < 0): the rounding estimate of the low-rank products must not
+    # turn negative (it once gave nan and refused as "overflowed" where the dense form converges).
+    from contraction.theory.fixed_point import backward_limits
+
+    rng = np.random.default_rng(9)
+    model = ct.LinearRegressionModel(rng.normal(size=(8, 3)), rng.normal(size=8), batch_size=1)
+    h = 1.0 / np.max(np.sum(model.X**2, axis=1))
+    low = model.sgd_maps(h)
+    assert isinstance(low, ct.LowRankAffineMaps)
+    r_low = backward_limits(low, np.zeros(3), 20, rng=5, tol=1e-9)
+    r_dense = backward_limits(low.to_dense(), np.zeros(3), 20, rng=5, tol=1e-9)
+    assert r_low.converged.all() and r_dense.converged.all()
+    np.testing.assert_array_equal(r_low.n_steps, r_dense.n_steps)
+    np.testing.assert_allclose(r_low.x, r_dense.x, rtol=0, atol=1e-12)

@@ -107,6 +107,7 @@ MAX_CHAINS = 10**6
 _U = 2.0**-53  # unit roundoff of float64
 _GROW = 1.0 + 8 * _U  # rounds a computed bound upwards (covers a few roundings of its own arithmetic)
 _TINY = np.finfo(float).smallest_subnormal
+_BLOCK = 8192  # chains backward_limits runs together (their draws: at most _BLOCK x 1024 values)
 
 
 def _up(x, n_terms: int):
@@ -210,8 +211,9 @@ def _spread_estimate(maps, theta0: np.ndarray, gamma: float, rng: np.random.Gene
     n = int(min(20000, max(200, 40.0 / max(-gamma, 1e-3))))
     idx = sample_batches(maps.n_maps, n, 2000, probs=maps.probs, rng=rng)
     z = forward_iterates(maps, np.zeros(maps.dim), idx, save_steps=[n])[:, 0]
-    dist = np.linalg.norm(theta0[:, None, :] - z[None, :, :], axis=-1)
-    return np.quantile(dist, 0.999, axis=1)
+    starts, inverse = np.unique(theta0, axis=0, return_inverse=True)  # one quantile per distinct start
+    dist = np.linalg.norm(starts[:, None, :] - z[None, :, :], axis=-1)
+    return np.quantile(dist, 0.999, axis=1)[inverse.reshape(-1)]
 
 
 class _Products:
@@ -299,7 +301,8 @@ class _Products:
         if self.certified:
             return self.e_P[rows]
         d = self.d
-        return 2.0 * np.sqrt(self.steps[rows] * np.einsum("cii->c", self.H[rows][:, :d, :d])) + self.tiny
+        # |tr H|: the low-rank congruence H − K Rᵀ − R Kᵀ can round a tiny trace below zero
+        return 2.0 * np.sqrt(self.steps[rows] * np.abs(np.einsum("cii->c", self.H[rows][:, :d, :d]))) + self.tiny
 
     def limit(self, rows: np.ndarray):
         """``x = fl(q_hi + fl(q_lo + fl(P̂ θ_0)))`` of the chains ``rows`` and the bound on its rounding error."""
@@ -310,11 +313,19 @@ class _Products:
             carried = self.e_P[rows] * t0 + self.e_q[rows]
         else:
             v = np.concatenate([self.theta0[rows], np.ones((len(rows), 1))], axis=1)
-            vHv = np.maximum(np.einsum("ci,cij,cj->c", v, self.H[rows], v), 0.0)
+            vHv = np.abs(np.einsum("ci,cij,cj->c", v, self.H[rows], v))
             carried = 2.0 * np.sqrt(self.steps[rows] * vHv) + self.e_q[rows]
         err = (carried + self.gamma * self._fro(P) * t0 + _U / (1 - _U) * (self._norm(z) + self._norm(x))
                + self.tiny) * _GROW
         return x, err
+
+
+def _streams_after(gen: np.random.Generator, skip: int, count: int) -> list:
+    """The ``count`` generators ``gen.spawn`` gives after ``skip`` more streams, without spawning those."""
+    seq = gen.bit_generator.seed_seq
+    first = seq.n_children_spawned + skip
+    return [np.random.Generator(type(gen.bit_generator)(np.random.SeedSequence(
+        seq.entropy, spawn_key=(*seq.spawn_key, first + j), pool_size=seq.pool_size))) for j in range(count)]
 
 
 def _certified_scale(maps: AffineMaps, theta0: np.ndarray, c_up: float) -> np.ndarray:
@@ -388,7 +399,6 @@ def backward_limits(maps, theta0, n_chains, rng=None, tol=1e-10, max_steps=100_0
     if theta0.ndim == 2 and theta0.shape[0] not in (1, n_chains):
         raise ValueError(f"theta0: expected one vector or one per chain ({n_chains}, {d}), got {describe(theta0)}")
     theta0 = np.broadcast_to(theta0, (n_chains, d)).copy()
-    gens = gen.spawn(n_chains)
     c = contraction_constant(maps)
     c_up = float(_up(c, 8 * (d + 1) ** 2))
     with np.errstate(over="ignore", invalid="ignore"):
@@ -396,7 +406,7 @@ def backward_limits(maps, theta0, n_chains, rng=None, tol=1e-10, max_steps=100_0
             kind = "certified"
             scale = _certified_scale(maps, theta0, c_up)
         else:
-            lyapunov_rng, spread_rng = gen.spawn(2)
+            lyapunov_rng, spread_rng = _streams_after(gen, n_chains, 2)  # spawned after the chains' streams
             gamma = lyapunov_exponent(maps, rng=lyapunov_rng)
             if not gamma.exponent + 3 * gamma.stderr < 0:
                 raise ValueError(
@@ -417,34 +427,41 @@ def backward_limits(maps, theta0, n_chains, rng=None, tol=1e-10, max_steps=100_0
     out_bound = scale.copy()
     done = out_bound <= tol
     limited = np.zeros(n_chains, dtype=bool)
-    active = np.flatnonzero(~done)
-    n = 0
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        while active.size and n < max_steps:
-            k = min(chunk, max_steps - n)
-            chunk = min(2 * chunk, 1024)
-            # Generator.choice(m, size=k, p=probs), as in sample_batches, without its O(m) checks per call
-            idx = cdf.searchsorted(np.stack([gens[i].random(k) for i in active]), side="right")
-            products.run(active, idx)
-            n += k
-            P = products.P[active]
-            norms = _up(np.linalg.norm(P, 2, axis=(1, 2)), 8 * (d + 1) ** 2) + products.p_error(active)
-            if not np.all(np.isfinite(norms)):
-                raise ValueError("maps: backward products overflowed; the maps do not contract on average")
-            rate = np.minimum(norms, c_up**n * _GROW) if kind == "certified" else norms
-            trunc = rate * scale[active] * _GROW
-            x, rnd = products.limit(active)
-            bound = (trunc + rnd) * _GROW
-            if not (np.all(np.isfinite(bound)) and np.all(np.isfinite(x))):
-                raise ValueError("maps: the backward iterates or their rounding bound overflowed; the products "
-                                 "grow too large before they contract (lower the learning rate)")
-            out_x[active], out_n[active], out_bound[active] = x, n, bound
-            out_trunc[active], out_round[active] = trunc, rnd
-            newly = bound <= tol
-            stuck = ~newly & (trunc <= 1e-3 * rnd)  # more steps cannot bring the bound below tol
-            done[active[newly]] = True
-            limited[active[stuck]] = True
-            active = active[~(newly | stuck)]
+    for first in range(0, n_chains, _BLOCK):  # blocks of chains, each run to its end: memory bounded by _BLOCK
+        gens = gen.spawn(min(_BLOCK, n_chains - first))  # chain i: the i-th spawned stream
+        active = first + np.flatnonzero(~done[first:first + len(gens)])
+        n, k_next = 0, chunk
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            while active.size and n < max_steps:
+                k = min(k_next, max_steps - n)
+                k_next = min(2 * k_next, 1024)
+                # Generator.choice(m, size=k, p=probs), as in sample_batches, without its O(m) checks per call
+                uniforms = np.empty((active.size, k))
+                for row, i in enumerate(active):
+                    gens[i - first].random(out=uniforms[row])
+                idx = cdf.searchsorted(uniforms, side="right")
+                products.run(active, idx)
+                n += k
+                P = products.P[active]
+                norms = _up(np.linalg.norm(P, 2, axis=(1, 2)), 8 * (d + 1) ** 2) + products.p_error(active)
+                if not np.all(np.isfinite(norms)):
+                    raise ValueError("maps: backward products overflowed; the maps do not contract on average")
+                rate = np.minimum(norms, c_up**n * _GROW) if kind == "certified" else norms
+                trunc = rate * scale[active] * _GROW
+                x, rnd = products.limit(active)
+                bound = (trunc + rnd) * _GROW
+                if not (np.all(np.isfinite(bound)) and np.all(np.isfinite(x))):
+                    raise ValueError("maps: the backward iterates or their rounding bound overflowed; the products "
+                                     "grow too large before they contract (lower the learning rate)")
+                out_x[active], out_n[active], out_bound[active] = x, n, bound
+                out_trunc[active], out_round[active] = trunc, rnd
+                newly = bound <= tol
+                stuck = ~newly & (trunc <= 1e-3 * rnd)  # more steps cannot bring the bound below tol
+                done[active[newly]] = True
+                limited[active[stuck]] = True
+                active = active[~(newly | stuck)]
+    if kind == "estimate":
+        gen.spawn(2)  # the auxiliary streams, used above: the spawn counter ends where it always did
     return BackwardLimits(out_x, done, out_n, out_bound, kind, c, out_trunc, out_round, limited)
 
 

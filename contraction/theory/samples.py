@@ -16,6 +16,9 @@ from .moments import StationaryLawError, stationary_mean
 
 __all__ = ["StationarySamples", "stationary_samples"]
 
+# Forward method: batch indices drawn and iterated for blocks of chains of at most this many values at once.
+_BLOCK_VALUES = 2**21
+
 
 @dataclass(frozen=True)
 class StationarySamples:
@@ -133,6 +136,11 @@ def stationary_samples(maps, n_samples, method="backward", rng=None, theta0=None
         gamma = lyapunov_exponent(maps, rng=gen.spawn(1)[0]).exponent
         burn_in = int(min(max_steps, max(1.0, np.ceil(np.log(tol) / min(gamma, -1e-6)))))
     burn_in = check_positive_int(burn_in, "burn_in")
-    idx = draw_batches(chains, maps.n_maps, burn_in, "iid", maps.probs)
-    x = forward_iterates(maps, theta0, idx, save_steps=[burn_in])[:, 0]
+    x = np.empty((n_samples, maps.dim))
+    per_chain = np.ndim(theta0) == 2 and np.shape(theta0)[0] == n_samples > 1  # one start per chain
+    block = max(1, _BLOCK_VALUES // burn_in)  # every chain is iterated on its own: blocks change no sample
+    for first in range(0, n_samples, block):
+        rows = slice(first, first + block)
+        idx = draw_batches(chains[rows], maps.n_maps, burn_in, "iid", maps.probs)
+        x[rows] = forward_iterates(maps, theta0[rows] if per_chain else theta0, idx, save_steps=[burn_in])[:, 0]
     return StationarySamples(x, "forward", np.full(n_samples, burn_in), None, "none")
