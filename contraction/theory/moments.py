@@ -28,7 +28,10 @@ from ..core._validation import (
     check_real,
     describe,
 )
+from ..core.lowrank import LowRankAffineMaps
 from ..core.maps import AffineMaps, check_affine_maps
+from ._reachable import RANK_RTOL, _offset_sizes, _reachable_subspace
+from ._second_moment import MeanUnstable, NegativeCurvature, NotPositive, low_rank_moments_at_step, solve_low_rank
 from .diagnostics import (
     lyapunov_bounds,
     mean_square_matrix,
@@ -53,8 +56,6 @@ __all__ = [
 
 #: Largest ``n`` of :func:`moments_at_step` and :func:`backward_distance_squared` (each step costs ``O(m d³)``).
 MAX_MOMENT_STEPS = 10**6
-#: Relative tolerance of the rank decisions that build the reachable subspace (see :func:`stationary_moments`).
-RANK_RTOL = 1e-10
 
 
 class StationaryLawError(ValueError):
@@ -78,16 +79,29 @@ class StationaryMoments:
         in the full space, ``‖S − Σ p_i (A_i S A_iᵀ + A_i μ b_iᵀ + b_i μᵀ A_iᵀ + b_i b_iᵀ)‖``
         over the norm of the source term ``Σ p_i (A_i μ b_iᵀ + b_i μᵀ A_iᵀ + b_i b_iᵀ)``.
     mean_square_radius : float
-        ``ρ(Σ p_i A_i ⊗ A_i)`` on the whole space.
+        ``ρ(Σ p_i A_i ⊗ A_i)`` on the whole space. For the matrix-free path
+        with ``d > dense_max_dim``: the upper end of ``radius_bounds`` (a bound, not ``ρ``).
     method : str
-        ``"direct"`` (Kronecker solve), ``"iterative"`` (GMRES on the operator)
-        or ``"common fixed point"`` (a point mass: the reachable subspace is ``{0}``).
+        ``"direct"`` (Kronecker solve), ``"iterative"`` (GMRES on the operator),
+        ``"matrix-free cg"`` / ``"matrix-free gmres"`` (low-rank maps, see
+        :func:`stationary_moments`) or ``"common fixed point"`` (a point mass:
+        the reachable subspace is ``{0}``).
     reachable_dim : int or None
         Dimension ``k`` of the reachable subspace ``V`` (see :func:`stationary_moments`);
         ``Z − μ`` lies in ``V``. ``None`` in records not made by :func:`stationary_moments`.
     reachable_radius : float or None
         ``ρ(Σ p_i Ã_i ⊗ Ã_i)`` of the maps restricted to ``V`` (0 when ``V = {0}``):
         the covariance exists because it is ``< 1``. ``None`` as above.
+    iterations : int or None
+        Krylov iterations of the matrix-free path (``None`` otherwise).
+    covariance_residual : float or None
+        Matrix-free path: relative residual of the covariance equation
+        ``‖Σ − Σ p_i A_i Σ A_iᵀ − Σ p_i c_i c_iᵀ‖ / ‖Σ p_i c_i c_iᵀ‖``
+        (``c_i = T_i(μ) − μ``), the equation the solver drives down.
+    radius_bounds : tuple of float or None
+        Matrix-free path: ``(lower, upper)`` with ``lower <= ρ <= upper``,
+        read off the solution ``Σ ≻ 0`` (Collatz–Wielandt; the Rayleigh
+        quotient for symmetric maps; ``ρ(Ā)²``); ``None`` when ``Σ`` is singular.
     """
 
     mean: np.ndarray
@@ -98,6 +112,9 @@ class StationaryMoments:
     method: str
     reachable_dim: int | None = None
     reachable_radius: float | None = None
+    iterations: int | None = None
+    covariance_residual: float | None = None
+    radius_bounds: tuple[float, float] | None = None
 
 
 def _start(maps: AffineMaps, theta0) -> np.ndarray:
@@ -137,7 +154,7 @@ def _second_moment_source(maps: AffineMaps, mu: np.ndarray) -> np.ndarray:
     return R + R.T + np.einsum("m,mi,mj->ij", p, b, b)
 
 
-def _infinite_covariance(maps: AffineMaps, rho: float, where: str = "") -> StationaryLawError:
+def _infinite_covariance(maps, rho: float, where: str = "", radius: str | None = None) -> StationaryLawError:
     """The error for ``ρ >= 1``, saying whether a (heavy-tailed) stationary law exists.
 
     The sign of the Lyapunov exponent decides; it is bracketed without
@@ -145,8 +162,13 @@ def _infinite_covariance(maps: AffineMaps, rho: float, where: str = "") -> Stati
     in one dimension). ``maps`` are the maps restricted to the reachable
     subspace (``where`` says so in the message).
     """
-    bounds = lyapunov_bounds(maps)
-    if bounds.upper < 0:
+    try:
+        bounds = lyapunov_bounds(maps)
+    except ValueError:  # a family too large for the bounds: say nothing about the law
+        bounds = None
+    if bounds is None:
+        law = "Lower the learning rate, or estimate the Lyapunov exponent with lyapunov_exponent(maps, rng=...)."
+    elif bounds.upper < 0:
         law = (f"The stationary law exists (Lyapunov exponent γ <= {bounds.upper:.4g} < 0) but is "
                f"heavy-tailed with infinite variance; use stationary_samples and tail "
                f"diagnostics instead, or lower the learning rate.")
@@ -156,10 +178,9 @@ def _infinite_covariance(maps: AffineMaps, rho: float, where: str = "") -> Stati
     else:
         law = (f"Whether a stationary law exists depends on the sign of the Lyapunov exponent γ, which lies in "
                f"[{bounds.lower:.4g}, {bounds.upper:.4g}]; estimate it with lyapunov_exponent(maps, rng=...).")
-    return StationaryLawError(
-        f"maps: the stationary covariance is infinite (mean-square radius ρ(Σ p_i A_i⊗A_i){where} = "
-        f"{rho:.6g} >= 1). {law}"
-    )
+    if radius is None:
+        radius = f"mean-square radius ρ(Σ p_i A_i⊗A_i){where} = {rho:.6g} >= 1"
+    return StationaryLawError(f"maps: the stationary covariance is infinite ({radius}). {law}")
 
 
 def _reference_point(maps: AffineMaps):
@@ -172,78 +193,6 @@ def _reference_point(maps: AffineMaps):
     if spectral_radius(Abar) < 1:
         return np.linalg.solve(np.eye(maps.dim) - Abar, bbar), True
     return _common_fixed_point(maps), False
-
-
-def _reachable_subspace(A: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, noises: np.ndarray) -> np.ndarray:
-    r"""Orthonormal basis ``Q`` (d, k) of the smallest subspace invariant under every ``A_i`` with the offsets.
-
-    Starting from ``span{c_i}``, every basis vector ``q`` is mapped by every
-    ``A_i``. The part ``r`` of a candidate orthogonal to the basis so far
-    (Gram-Schmidt, twice) makes a new basis vector when ``‖r‖`` exceeds both
-    ``RANK_RTOL`` times the size of the candidate (``sizes[i]`` for the
-    offset ``c_i``, ``‖A_i‖₂`` for an image ``A_i q``) and 100 times its own
-    rounding error: ``noises[i]`` for an offset, ``‖A_i‖₂ (ε_q + (d + 2) u)``
-    for an image, where ``ε_q`` is the error of the direction ``q`` (its
-    error over its norm when it was kept), plus the errors brought in by the
-    orthogonalisation. ``k = 0``: the subspace is ``{0}``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> A = np.array([np.diag([0.5, 0.1]), np.diag([0.3, 1.8])])
-    >>> Q = _reachable_subspace(A, np.array([[1.0, 0.0], [-1.0, 0.0]]), np.ones(2), np.full(2, 1e-16))
-    >>> Q.shape == (2, 1) and bool(np.allclose(np.abs(Q[:, 0]), [1.0, 0.0]))
-    True
-    """
-    d = A.shape[1]
-    u = np.finfo(float).eps / 2
-    basis: list = []
-    errors: list = []  # error of the direction of each basis vector
-
-    def consider(v, size, noise):
-        for _ in range(2):
-            for q, err in zip(basis, errors, strict=True):
-                coeff = q @ v
-                v = v - coeff * q
-                noise += abs(coeff) * err
-        norm = float(np.linalg.norm(v))
-        if norm > RANK_RTOL * size and norm > 100.0 * noise:
-            basis.append(v / norm)
-            errors.append((noise + (d + 2) * u * norm) / norm)
-
-    for c, size, noise in zip(offsets, sizes, noises, strict=True):
-        if len(basis) == d:
-            break
-        consider(c, size, noise)
-    norms = np.linalg.norm(A, 2, axis=(1, 2))
-    j = 0
-    while j < len(basis) < d:
-        q, err = basis[j], errors[j]
-        for image, norm in zip(A @ q, norms, strict=True):
-            if len(basis) == d:
-                break
-            consider(image, norm, norm * (err + (d + 2) * u))
-        j += 1
-    return np.array(basis).T if basis else np.zeros((d, 0))
-
-
-def _offset_sizes(maps: AffineMaps, mu: np.ndarray):
-    """Size of the terms that form each offset ``c_i = A_i μ + b_i − μ``, and a bound on its rounding error.
-
-    The error has two parts: forming ``c_i`` from ``μ`` (``(d + 2) u`` times the
-    size) and the error of ``μ`` itself, about ``cond(I − Ā) d u ‖μ‖``, carried
-    by ``A_i − I``.
-    """
-    d = maps.dim
-    u = np.finfo(float).eps / 2
-    norm_mu = float(np.linalg.norm(mu))
-    norms = np.linalg.norm(maps.A, 2, axis=(1, 2))
-    sizes = norms * norm_mu + np.linalg.norm(maps.b, axis=1) + norm_mu
-    Abar = maps.mean_map().A
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        cond = float(np.linalg.cond(np.eye(d) - Abar))
-    mu_error = min(cond, 1.0 / u) * d * u * norm_mu
-    return sizes, (d + 2) * u * sizes + (norms + 1.0) * mu_error
 
 
 def _solve_covariance(reduced: AffineMaps, use_direct: bool, dense: bool, dense_max_dim: int, tol: float):
@@ -300,17 +249,32 @@ def stationary_moments(maps, method="auto", tol=1e-12, dense_max_dim=20) -> Stat
     ``μ``, about ``cond(I − Ā)`` times ``d u ‖μ‖``, and of the directions it
     came from), so that a rounding error never opens a direction.
 
+    A :class:`~contraction.LowRankAffineMaps` family ``A_i = I − s_i U_i V_iᵀ``
+    (least squares: ``I − h X_iᵀX_i / B``) is solved matrix-free on the whole
+    space: ``Σ ↦ Σ p_i A_i Σ A_iᵀ = Σ − GΣ − ΣGᵀ + Σ p_i s_i² U_i (V_iᵀ Σ V_i) U_iᵀ``
+    (``G = I − Ā``) costs ``O(m r d²)``, never the ``(m, d, d)`` matrices;
+    SciPy's conjugate gradients (``U = V``) or GMRES solve the covariance
+    equation, preconditioned by the mean map's Lyapunov operator
+    ``Σ ↦ Σ − ĀΣĀᵀ`` (inverted in the eigenbasis of ``Ā``, with a fitted
+    Gaussian fourth-moment correction) and report the iterations and the
+    residual. No finite covariance on the whole space shows as a direction
+    of negative curvature of ``Σ ↦ Σ − Σ p_i A_i Σ A_iᵀ`` (``ρ >= 1``) or a
+    solution that is not positive semi-definite. The reachable subspace is
+    not built there: for ``d <= dense_max_dim`` a refusal is decided by the
+    dense path above, which says why.
+
     Parameters
     ----------
-    maps : AffineMaps
+    maps : AffineMaps or LowRankAffineMaps
         The family ``T_i(θ) = A_i θ + b_i`` with its probabilities.
     method : {"auto", "direct", "iterative"}
         ``"direct"`` solves the ``k² × k²`` Kronecker system on ``V``
         (``k = dim V``); ``"iterative"`` runs GMRES on
         ``Σ ↦ Σ − Σ p_i Ã_i Σ Ã_iᵀ`` (each product ``O(m k³)``). ``"auto"`` is
-        direct for ``k <= dense_max_dim``.
+        direct for ``k <= dense_max_dim``. Low-rank maps: ``"auto"`` and
+        ``"iterative"`` are matrix-free, ``"direct"`` forms the dense maps.
     tol : float, default 1e-12
-        Relative tolerance of the iterative solver, ``> 0``.
+        Relative tolerance of the iterative solvers, ``> 0``.
     dense_max_dim : int, default 20
         Largest ``k`` for which the ``k² × k²`` matrix ``Σ p_i Ã_i ⊗ Ã_i``
         is formed (once, for both the radius and the direct solve).
@@ -352,10 +316,12 @@ def stationary_moments(maps, method="auto", tol=1e-12, dense_max_dim=20) -> Stat
     >>> bool(np.allclose(mom.cov, [[1 / (1 - (0.25 + 0.09) / 2), 0.0], [0.0, 0.0]]))
     True
     """
-    maps = check_affine_maps(maps)
     method = check_choice(method, "method", ("auto", "direct", "iterative"))
     tol = check_real(tol, "tol", 0.0, None, closed="neither")
     dense_max_dim = check_nonnegative_int(dense_max_dim, "dense_max_dim")
+    if isinstance(maps, LowRankAffineMaps) and method != "direct":
+        return _low_rank_stationary_moments(maps, tol, dense_max_dim)
+    maps = check_affine_maps(maps)
     d = maps.dim
 
     def full_radius():
@@ -393,6 +359,45 @@ def stationary_moments(maps, method="auto", tol=1e-12, dense_max_dim=20) -> Stat
     return StationaryMoments(mu, cov, S, _residual(maps, mu, S), rho, used, k, rho_v)
 
 
+#: Largest number of Krylov iterations of the matrix-free path of :func:`stationary_moments`.
+MAX_KRYLOV_ITERATIONS = 1000
+
+
+def _low_rank_stationary_moments(maps: LowRankAffineMaps, tol: float, dense_max_dim: int) -> StationaryMoments:
+    """The matrix-free path of :func:`stationary_moments`; the dense path decides a refusal when ``d`` is small."""
+    try:
+        sol = solve_low_rank(maps, tol, MAX_KRYLOV_ITERATIONS)
+    except (MeanUnstable, NegativeCurvature, NotPositive) as exc:
+        if maps.dim <= dense_max_dim:  # the reachable subspace and the exact radius decide, and say why
+            return stationary_moments(maps.to_dense(), "auto", tol, dense_max_dim)
+        text = "mean-square radius ρ(Σ p_i A_i⊗A_i) >= 1 on the whole space: "
+        if isinstance(exc, MeanUnstable):
+            text += f"the mean map Σ p_i A_i has spectral radius {exc.args[0]:.6g} >= 1"
+        elif isinstance(exc, NegativeCurvature):
+            text += "the conjugate-gradient solve met a direction S with ⟨S, S − Σ p_i A_i S A_iᵀ⟩ <= 0"
+        else:
+            text += (f"the solution of the covariance equation is not positive semi-definite "
+                     f"(λ_min / λ_max = {exc.args[0]:.3g})")
+        raise _infinite_covariance(maps, np.nan, radius=text) from None
+    if not sol["converged"]:
+        raise StationaryLawError(
+            f"tol: the matrix-free solver did not reach tol={tol:g} within {MAX_KRYLOV_ITERATIONS} iterations "
+            f"(relative residual {sol['covariance_residual']:.3g}); the learning rate may be close to the "
+            f"mean-square threshold: loosen tol or lower the learning rate"
+        )
+    bounds = sol["radius_bounds"]
+    rho = None if bounds is None else bounds[1]
+    if maps.dim <= dense_max_dim or bounds is None:  # (ARPACK needs d² >= 3: form the matrix for d <= 2)
+        try:
+            rho = mean_square_radius(maps, dense_max_dim=max(dense_max_dim, 2))
+        except ValueError:  # the dense maps would not fit in memory: keep the bound
+            if rho is None:
+                raise
+    return StationaryMoments(sol["mean"], sol["cov"], sol["second_moment"], sol["residual"], rho, sol["method"],
+                             iterations=sol["iterations"], covariance_residual=sol["covariance_residual"],
+                             radius_bounds=bounds)
+
+
 def _residual(maps: AffineMaps, mu: np.ndarray, S: np.ndarray) -> float:
     """Relative residual of ``S = Σ p_i (A_i S A_iᵀ + A_i μ b_iᵀ + b_i μᵀ A_iᵀ + b_i b_iᵀ)`` (SPEC §2)."""
     R = _second_moment_source(maps, mu)
@@ -427,14 +432,15 @@ def moments_at_step(maps, theta0, n) -> MomentsAtStep:
 
     Parameters
     ----------
-    maps : AffineMaps
+    maps : AffineMaps or LowRankAffineMaps
         The family with its probabilities.
     theta0 : array_like, shape (d,)
         The start ``θ_0``.
     n : int
         The step, in ``[0, MAX_MOMENT_STEPS]`` (``10**6``; each step costs
-        ``O(m d³)``, and the recursion stops early once it reaches its fixed
-        point in floating point).
+        ``O(m d³)``, ``O(m r d²)`` for :class:`~contraction.LowRankAffineMaps`,
+        whose covariance is carried instead of the second moment; the
+        recursion stops early once it reaches its fixed point in floating point).
 
     Returns
     -------
@@ -450,8 +456,15 @@ def moments_at_step(maps, theta0, n) -> MomentsAtStep:
     >>> bool(np.isclose(m1.mean[0], 1.0) and np.isclose(m1.cov[0, 0], 0.25))
     True
     """
-    maps = check_affine_maps(maps)
     n = check_int(n, "n", 0, MAX_MOMENT_STEPS)
+    if isinstance(maps, LowRankAffineMaps):
+        theta0 = _start(maps, theta0)
+        mu, cov, overflow = low_rank_moments_at_step(maps, theta0, n)
+        if overflow:
+            raise StationaryLawError(f"n: the moments overflow at step {overflow} of {n}; the maps expand in "
+                                     f"mean square")
+        return MomentsAtStep(n, mu, cov)
+    maps = check_affine_maps(maps)
     theta0 = _start(maps, theta0)
     Abar, bbar = maps.mean_map()
     mu, S = theta0.copy(), np.outer(theta0, theta0)
