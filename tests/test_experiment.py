@@ -1,9 +1,12 @@
 """The network experiment: the record, its JSON form, resuming, the public ingredients, the command."""
 
 import dataclasses
+import inspect
 import json
+import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -130,8 +133,9 @@ def test_prepare_experiment_is_what_the_methods_start_from():
     res = ex.run_nn_experiment(rng=8, **SMALL)
     np.testing.assert_array_equal(res.methods["forward"].trajectory[0], setup.theta0)
     assert setup.batches.shape == (1, 15) and setup.seed == res.config.seed == 8
-    net = ex.build_network("mlp", setup.dataset, batch_size=16, weight_decay=0.05, hidden=16)
+    net = ex.build_network("mlp", setup.dataset, batch_size=16, weight_decay=0.0, hidden=64)
     assert net.dim == setup.network.dim and net.n_batches == setup.network.n_batches
+    assert setup.network.weight_decay == 0.0 and setup.network.hidden == (64,)  # the defaults
     cold = ex.prepare_experiment(data="synthetic", steps=15, warmup=0, rng=8)
     assert not np.array_equal(cold.theta0, setup.theta0)
 
@@ -373,14 +377,16 @@ def strict_json(path):
 
 def reference_loss(setup):
     """The untrained network's training loss, or log K when larger (the divergence test's reference)."""
-    cold = ex.prepare_experiment(data="synthetic", steps=2, warmup=0, lr=setup.maps.lr, rng=setup.seed)
+    cold = ex.prepare_experiment(data="synthetic", steps=2, warmup=0, lr=setup.maps.lr,
+                                 weight_decay=setup.network.weight_decay, hidden=setup.network.hidden[0],
+                                 rng=setup.seed)
     return max(float(cold.network.evaluate(cold.theta0).loss), np.log(cold.network.n_classes))
 
 
 def test_diverging_warm_up_stops_there_with_the_step(tmp_path):
     seen = []
-    res = ex.run_nn_experiment(data="synthetic", steps=10, warmup=60, lr=50, rng=0, out_dir=str(tmp_path),
-                               progress=lambda label, done, total: seen.append(label))
+    res = ex.run_nn_experiment(data="synthetic", steps=10, warmup=60, lr=50, weight_decay=0.05, rng=0,
+                               out_dir=str(tmp_path), progress=lambda label, done, total: seen.append(label))
     assert res.diverged and not res.claim_holds and dict(res.methods) == {}
     assert seen == ["done"]
     text = res.divergence
@@ -388,7 +394,8 @@ def test_diverging_warm_up_stops_there_with_the_step(tmp_path):
     assert "lower lr (now 50)" in text and "2/weight_decay = 40" in text
     step = int(text.split("diverged at step ")[1].split(" ")[0])
     # independently: the loss after step - 1 warm-up steps is within 10^6 times the reference, after step above
-    before, after = (ex.prepare_experiment(data="synthetic", steps=2, warmup=w, lr=50, rng=0) for w in (step - 1, step))
+    before, after = (ex.prepare_experiment(data="synthetic", steps=2, warmup=w, lr=50, weight_decay=0.05, rng=0)
+                     for w in (step - 1, step))
     limit = 1e6 * reference_loss(before)
     assert before.network.evaluate(before.theta0).loss <= limit < after.network.evaluate(after.theta0).loss
     on_disk = strict_json(tmp_path / "results.json")
@@ -400,12 +407,12 @@ def test_diverging_warm_up_stops_there_with_the_step(tmp_path):
 
 
 def test_diverging_method_stops_the_run_at_its_first_bad_step(tmp_path):
-    settings = {"data": "synthetic", "steps": 60, "window": 5, "warmup": 0, "lr": 50, "rng": 0}
+    settings = {"data": "synthetic", "steps": 60, "window": 5, "warmup": 0, "lr": 50, "weight_decay": 0.05, "rng": 0}
     res = ex.run_nn_experiment(out_dir=str(tmp_path), **settings)
     assert res.diverged and list(res.methods) == [] and res.contractivity.steps.size == 0
     assert res.divergence.startswith("forward SGD diverged at step ") and " of 60 (training loss " in res.divergence
     step = int(res.divergence.split("diverged at step ")[1].split(" ")[0])
-    setup = ex.prepare_experiment(data="synthetic", steps=60, warmup=0, lr=50, rng=0)
+    setup = ex.prepare_experiment(data="synthetic", steps=60, warmup=0, lr=50, weight_decay=0.05, rng=0)
     loss = setup.network.evaluate(ct.forward_iterates(setup.maps, setup.theta0, setup.batches)[0]).loss
     over = loss > 1e6 * reference_loss(setup)
     assert over[step] and not over[:step].any()
@@ -447,8 +454,11 @@ def test_watched_warm_up_is_the_prepared_start_bit_for_bit():
 
 
 # --- claims --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("settings", [{**SMALL, "rng": 0}, {"data": "synthetic", "steps": 40, "window": 5,
-                                                             "warmup": 200, "rng": 0}], ids=["short", "settled"])
+# A run where both claims hold: a small network regularised by weight decay (the maps nearly contract).
+SETTLED = {"data": "synthetic", "steps": 40, "window": 5, "warmup": 200, "weight_decay": 0.05, "hidden": 16, "rng": 0}
+
+
+@pytest.mark.parametrize("settings", [{**SMALL, "rng": 0}, SETTLED], ids=["short", "settled"])
 def test_claims_are_the_two_verdicts_and_say_which_fail(settings, tmp_path):
     res = ex.run_nn_experiment(out_dir=str(tmp_path), **settings)
     s = res.summary
@@ -468,7 +478,7 @@ def test_claims_are_the_two_verdicts_and_say_which_fail(settings, tmp_path):
 def test_claims_in_both_outcomes_are_covered():
     """The two cases above really are one run where the claims hold and one where one does not."""
     short = ex.run_nn_experiment(rng=0, **SMALL)
-    settled = ex.run_nn_experiment(data="synthetic", steps=40, window=5, warmup=200, rng=0)
+    settled = ex.run_nn_experiment(**SETTLED)
     assert not short.claim_holds and settled.claim_holds
 
 
@@ -486,3 +496,184 @@ def test_non_finite_warm_up_iterate_is_found_by_step(monkeypatch):
     res = ex.run_nn_experiment(data="synthetic", steps=2, warmup=100, rng=4)  # blocks of 64 steps: the second
     assert res.diverged and dict(res.methods) == {}
     assert res.divergence.startswith("the warm-up (forward SGD) diverged at step 70 of 100 (its iterate is not finite)")
+
+
+def test_without_weight_decay_a_diverging_run_is_still_stopped_and_advised():
+    res = ex.run_nn_experiment(data="synthetic", steps=10, warmup=30, lr=1e6, weight_decay=0.0, rng=0)
+    assert res.diverged and dict(res.methods) == {}
+    text = res.divergence
+    assert text.startswith("the warm-up (forward SGD) diverged at step ") and text.endswith("lower lr (now 1e+06)")
+    assert "weight_decay" not in text  # no 2/weight_decay edge without weight decay (and no division by 0)
+    small = ex.run_nn_experiment(data="synthetic", steps=10, warmup=30, lr=1e6, weight_decay=1e-5, rng=0)
+    assert small.diverged and ": above 2/weight_decay = 200000 the weight decay alone" in small.divergence
+
+
+# --- the default operating point: a trained network ---------------------------------------------
+def test_defaults_are_the_signatures_defaults():
+    assert ex.DEFAULTS["weight_decay"] == 0.0 and ex.DEFAULTS["data"] == "digits"
+    with pytest.raises(TypeError):
+        ex.DEFAULTS["lr"] = 1.0
+    for func in (ex.run_nn_experiment, ex.prepare_experiment, ex.build_network):
+        params = inspect.signature(func).parameters
+        shared = [name for name in ex.DEFAULTS
+                  if name in params and params[name].default is not inspect.Parameter.empty]
+        assert len(shared) >= 3, func.__name__
+        assert {name: params[name].default for name in shared} == {name: ex.DEFAULTS[name] for name in shared}
+
+
+def test_smaller_configuration_is_trained_after_its_warm_up():
+    """On the digits, 500 warm-up steps of a 32-unit MLP without weight decay reach over 95% test accuracy."""
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+    small = {"hidden": 32, "weight_decay": 0.0, "lr": 0.3, "batch_size": 16, "steps": 2}
+    for seed in (0, 1):
+        setup = ex.prepare_experiment(warmup=500, rng=seed, **small)
+        data = setup.dataset
+        trained = setup.network.evaluate(setup.theta0, data.X_test, data.y_test)
+        assert trained.accuracy > 0.95, seed
+        cold = ex.prepare_experiment(warmup=0, rng=seed, **small)  # the test can fail: untrained is near chance
+        assert cold.network.evaluate(cold.theta0, data.X_test, data.y_test).accuracy < 0.5
+
+
+@pytest.mark.slow
+def test_default_run_starts_from_a_trained_network():
+    """The default experiment: forward SGD's warm-up reaches at least 95% test accuracy on the digits."""
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+    res = ex.run_nn_experiment()
+    cfg = res.config.to_dict()
+    assert {k: cfg[k] for k in ex.DEFAULTS} == dict(ex.DEFAULTS)
+    assert not res.diverged
+    forward = res.methods["forward"]
+    assert forward.test_accuracy[0] >= 0.95  # the start of both orders
+    assert forward.loss[0] < 0.1 * np.log(10)  # a tenth of the loss of uniform predictions
+    for name, m in res.methods.items():
+        assert m.final_test_accuracy >= 0.95, name
+    last = res.summary.statement.splitlines()[-1]
+    assert last.startswith("claims hold:") == res.claim_holds
+    assert all(claim in last for claim in res.claims_not_holding)  # a claim that fails here is said so
+
+
+# --- seed averages -----------------------------------------------------------------------------------
+def fake_run(seed, *, accuracy, tv, last_step, cost, decay, smoother, steps=20, start=(0.97, 0.05)):
+    """A run record in its JSON form with chosen numbers (per method, in the order of ex.METHODS)."""
+    methods = {}
+    for k, name in enumerate(ex.METHODS):
+        step_norm = [100.0] * (steps - 5) + [last_step[k]] * 5  # only the last max(5, steps // 10) count
+        methods[name] = {"loss": [start[1]] * (steps + 1), "test_accuracy": [start[0]] + [accuracy[k]] * steps,
+                         "step_norm": step_norm, "loss_total_variation": tv[k], "final_test_accuracy": accuracy[k],
+                         "cost": {"gradient": cost[k][0], "hvp": cost[k][1]}}
+    config = ex.ExperimentConfig("mlp", "digits", steps, 16, 0.3, 3, seed, 0.0, 2000, 64).to_dict()
+    summary = {"backward_step_norms_decay": decay, "backward_loss_smoother": smoother, "locally_contractive": False}
+    return {"config": config, "methods": methods, "summary": summary, "diverged": False,
+            "claim_holds": decay and smoother}
+
+
+FAKE = {  # per seed: accuracy, loss TV, last step norm per method; the claims' verdicts
+    0: ([0.90, 0.91, 0.92, 0.93], [1.0, 0.1, 0.8, 0.9], [0.2, 0.01, 0.1, 0.3], True, True),
+    1: ([0.80, 0.85, 0.70, 0.75], [2.0, 0.4, 1.0, 3.0], [0.4, 0.08, 0.3, 0.2], False, True),
+    2: ([0.95, 0.97, 0.96, 0.99], [0.5, 0.05, 0.2, 0.5], [0.1, 0.002, 0.1, 0.1], True, False),
+}
+COST = [(20, 0), (210, 0), (40, 0), (40, 38)]
+
+
+def mean_se(values):
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def test_average_runs_means_and_standard_errors_are_exact():
+    runs = [fake_run(seed, accuracy=a, tv=t, last_step=s, cost=COST, decay=d, smoother=m)
+            for seed, (a, t, s, d, m) in FAKE.items()]
+    avg = ex.average_runs(runs)
+    assert avg.n_runs == 3 and avg.n_diverged == 0 and avg.seeds == ((0, ()), (1, ()), (2, ()))
+    assert "seed" not in avg.config and avg.config["warmup"] == 2000
+    for k, name in enumerate(ex.METHODS):
+        m = avg.methods[name]
+        columns = {
+            "final_test_accuracy": [FAKE[s][0][k] for s in FAKE],
+            "loss_total_variation": [FAKE[s][1][k] for s in FAKE],
+            "final_step_norm": [FAKE[s][2][k] for s in FAKE],
+            "final_step_norm_over_forward": [FAKE[s][2][k] / FAKE[s][2][0] for s in FAKE],
+            "loss_total_variation_over_forward": [FAKE[s][1][k] / FAKE[s][1][0] for s in FAKE],
+        }
+        for field, values in columns.items():
+            mean, se = mean_se(values)
+            got = getattr(m, field)
+            assert got.n == 3 and math.isclose(got.mean, mean, rel_tol=1e-12), (name, field)
+            assert math.isclose(got.se, se, rel_tol=1e-12), (name, field)
+        assert (m.gradient_evals.mean, m.gradient_evals.se) == (COST[k][0], 0.0)
+        assert (m.hvp_evals.mean, m.hvp_evals.se) == (COST[k][1], 0.0)
+    assert avg.start_test_accuracy.mean == 0.97 and avg.start_test_accuracy.se == 0.0
+    assert avg.fraction_holding == {"backward_step_norms_decay": 2 / 3, "backward_loss_smoother": 2 / 3,
+                                    "claim_holds": 1 / 3}
+    assert avg.fraction_locally_contractive == 0.0
+    lines = avg.statement.splitlines()
+    assert "below 10% in 2 of 3 runs" in lines[1] and "smoother in 2 of 3 runs" in lines[2]
+    assert lines[-1] == "claims NOT holding in every run: both hold in 1 of 3 runs"
+    payload = json.dumps(avg.to_dict(), allow_nan=False)
+    assert json.loads(payload)["methods"]["backward"]["final_test_accuracy"]["n"] == 3
+
+
+def test_average_runs_leaves_diverged_runs_out_and_counts_them():
+    a, t, s, d, m = FAKE[0]
+    good = fake_run(0, accuracy=a, tv=t, last_step=s, cost=COST, decay=d, smoother=m)
+    bad = {**fake_run(1, accuracy=a, tv=t, last_step=s, cost=COST, decay=d, smoother=m), "methods": {},
+           "diverged": True, "claim_holds": False,
+           "summary": {"backward_step_norms_decay": None, "backward_loss_smoother": None, "locally_contractive": None}}
+    avg = ex.average_runs([good, bad])
+    assert avg.n_runs == 2 and avg.n_diverged == 1
+    acc = avg.methods["forward"].final_test_accuracy
+    assert (acc.mean, acc.n) == (a[0], 1) and math.isnan(acc.se)  # one run: no standard error
+    assert avg.fraction_holding["claim_holds"] == 0.5  # a diverged run is one where no claim held
+    assert avg.to_dict()["methods"]["forward"]["final_test_accuracy"]["se"] is None
+    assert "1 diverged (left out of the averages)" in avg.statement.splitlines()[0]
+    only_bad = ex.average_runs([bad])
+    assert dict(only_bad.methods) == {} and only_bad.fraction_holding["claim_holds"] == 0.0
+    assert "every run diverged" in only_bad.statement
+
+
+def test_average_runs_of_two_real_runs_matches_their_records():
+    runs = [ex.run_nn_experiment(data="synthetic", steps=8, warmup=5, window=3, rng=seed) for seed in (0, 1)]
+    avg = ex.average_runs(runs)
+    for name in ex.METHODS:
+        m = avg.methods[name]
+        acc = [r.methods[name].final_test_accuracy for r in runs]
+        tv = [r.methods[name].loss_total_variation for r in runs]
+        last = [float(np.mean(r.methods[name].step_norm[-5:])) for r in runs]  # 8 steps: the last 5
+        for got, values in ((m.final_test_accuracy, acc), (m.loss_total_variation, tv), (m.final_step_norm, last)):
+            mean, se = mean_se(values)
+            assert math.isclose(got.mean, mean, rel_tol=1e-12)
+            assert math.isclose(got.se, se, rel_tol=1e-12, abs_tol=1e-15)
+        assert m.gradient_evals.mean == runs[0].methods[name].gradient_evals
+    ratio = [r.summary.backward_over_forward_final_step_norm for r in runs]
+    assert math.isclose(avg.methods["backward"].final_step_norm_over_forward.mean, statistics.fmean(ratio),
+                        rel_tol=1e-12)
+    assert avg.fraction_holding["claim_holds"] == statistics.fmean([r.claim_holds for r in runs])
+    # the JSON form of the records (results.json), with or without the curves, gives the same averages
+    for curves in (True, False):
+        on_disk = [json.loads(json.dumps(r.to_dict(curves=curves), allow_nan=False)) for r in runs]
+        assert ex.average_runs(on_disk).to_dict() == avg.to_dict()
+    compact = runs[0].to_dict(curves=False)
+    assert "contractivity" not in compact and "step_norm" not in compact["methods"]["backward"]
+    assert compact["start"] == {"loss": runs[0].methods["forward"].loss[0],
+                                "test_accuracy": runs[0].methods["forward"].test_accuracy[0]}
+    assert compact["methods"]["backward"]["final_step_norm"] == runs[0].methods["backward"].final_step_norm
+
+
+ONE = fake_run(0, accuracy=[1.0] * 4, tv=[1.0] * 4, last_step=[1.0] * 4, cost=COST, decay=True, smoother=True)
+BAD_AVERAGES = [
+    (TypeError, lambda: ex.average_runs(None)),
+    (TypeError, lambda: ex.average_runs(ONE)),  # one record, not a sequence of them
+    (ValueError, lambda: ex.average_runs([])),
+    (TypeError, lambda: ex.average_runs([3])),
+    (ValueError, lambda: ex.average_runs([{"config": {}}])),
+    (ValueError, lambda: ex.average_runs([ONE, {**ONE, "methods": {"forward": ONE["methods"]["forward"]}}])),
+    (ValueError, lambda: ex.average_runs([{**ONE, "summary": {}}])),
+    (ValueError, lambda: ex.average_runs([{**ONE, "methods": {**ONE["methods"], "backward": {"loss": [1.0]}}}])),
+    (ValueError, lambda: ex.average_runs([ONE, ONE])),  # the same seed twice
+    (ValueError, lambda: ex.average_runs([ONE, {**ONE, "config": {**ONE["config"], "seed": 1, "lr": 0.5}}])),
+]
+
+
+@pytest.mark.parametrize("exc,call", BAD_AVERAGES, ids=[str(k) for k in range(len(BAD_AVERAGES))])
+def test_average_runs_refuses_what_it_cannot_average(exc, call):
+    with pytest.raises(exc, match=r"^results: "):
+        call()

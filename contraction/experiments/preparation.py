@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -29,10 +30,18 @@ from ..nn.cnn import CNN
 from ..nn.datasets import Dataset, load_digits_data, teacher_student_data
 from ..nn.mlp import MLP
 
-__all__ = ["DATA_SETS", "MODELS", "ExperimentSetup", "build_network", "load_experiment_data", "prepare_experiment"]
+__all__ = ["DATA_SETS", "DEFAULTS", "MODELS", "ExperimentSetup", "build_network", "load_experiment_data",
+           "prepare_experiment"]
 
 MODELS = ("mlp", "cnn")
 DATA_SETS = ("digits", "synthetic")
+#: The default settings of the experiment (read-only), shared by :func:`run_nn_experiment`,
+#: :func:`prepare_experiment`, :func:`build_network` and the command line: an MLP of 64 tanh units trained
+#: without regularisation, whose warm-up of 2000 forward SGD steps (22 epochs of the digits at h = 0.3 and
+#: batches of 16) reaches a training loss near 0.02 and 98-99% test accuracy, so that both orders start
+#: from a trained network.
+DEFAULTS = MappingProxyType({"model": "mlp", "data": "digits", "steps": 120, "batch_size": 16, "lr": 0.3,
+                             "window": 3, "weight_decay": 0.0, "warmup": 2000, "hidden": 64})
 # Children of the experiment's SeedSequence, in this order.
 _STREAMS = ("init", "warmup", "batches", "probe", "data")
 # Most entries of one trajectory, (steps + 1) × dim: each method keeps one, and full
@@ -99,7 +108,8 @@ def load_experiment_data(data="digits", rng=None, *, seed=None) -> Dataset:
     return teacher_student_data(n_train=512, n_test=512, rng=rng)
 
 
-def build_network(model, dataset: Dataset, *, batch_size=16, weight_decay=0.05, hidden=16) -> MLP | CNN:
+def build_network(model, dataset: Dataset, *, batch_size=DEFAULTS["batch_size"], weight_decay=DEFAULTS["weight_decay"],
+                  hidden=DEFAULTS["hidden"]) -> MLP | CNN:
     """The network of an experiment on a data set's training part.
 
     Parameters
@@ -111,9 +121,9 @@ def build_network(model, dataset: Dataset, *, batch_size=16, weight_decay=0.05, 
         The data; the network trains on ``X_train``, ``y_train``.
     batch_size : int, default 16
         Examples per batch; must divide the number of training examples.
-    weight_decay : float, default 0.05
+    weight_decay : float, default 0.0
         ``λ`` in ``f_i = CE_i + λ/2 ‖θ‖²``.
-    hidden : int, default 16
+    hidden : int, default 64
         MLP hidden width (unused by the CNN).
 
     Returns
@@ -217,13 +227,14 @@ def _warm_start(dataset, net, maps, *, steps, warmup, seq) -> ExperimentSetup:
     return _setup(dataset, net, maps, theta0, steps=steps, seq=seq)
 
 
-def prepare_experiment(model="mlp", data="digits", *, steps=120, batch_size=16, lr=0.3, weight_decay=0.05,
-                       warmup=300, hidden=16, rng=None) -> ExperimentSetup:
+def prepare_experiment(model=DEFAULTS["model"], data=DEFAULTS["data"], *, steps=DEFAULTS["steps"],
+                       batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"], weight_decay=DEFAULTS["weight_decay"],
+                       warmup=DEFAULTS["warmup"], hidden=DEFAULTS["hidden"], rng=None) -> ExperimentSetup:
     """Data, network, SGD maps, warm start and batch sequence of one experiment.
 
     The start ``θ_0`` is the LeCun-normal initialisation moved by ``warmup``
-    steps of forward SGD (with weight decay, to reach a basin where the maps
-    nearly contract); the compared runs then share one i.i.d. batch sequence.
+    steps of forward SGD (by default to a trained network: see
+    :data:`DEFAULTS`); the compared runs then share one i.i.d. batch sequence.
 
     Parameters
     ----------
@@ -237,11 +248,11 @@ def prepare_experiment(model="mlp", data="digits", *, steps=120, batch_size=16, 
         Examples per batch.
     lr : float, default 0.3
         Constant learning rate ``h``.
-    weight_decay : float, default 0.05
+    weight_decay : float, default 0.0
         ``λ`` in ``f_i = CE_i + λ/2 ‖θ‖²``.
-    warmup : int, default 300
+    warmup : int, default 2000
         Forward SGD steps before the comparison (0 for none).
-    hidden : int, default 16
+    hidden : int, default 64
         MLP hidden width.
     rng : None, int, numpy.random.SeedSequence or numpy.random.Generator, optional
         Source of every random choice (see the module notes).

@@ -20,6 +20,14 @@ __all__ = ["METHODS", "Contractivity", "ExperimentConfig", "ExperimentSummary", 
 METHODS = ("forward", "backward", "windowed", "bracket_corrected")
 
 
+def _final_step_norm(step_norm) -> float:
+    """Mean of the last ``max(5, N // 10)`` of ``N`` step norms: where a run has settled, or not (``nan`` for none)."""
+    step_norm = np.asarray(step_norm, dtype=np.float64)
+    if step_norm.size == 0:
+        return math.nan
+    return float(np.mean(step_norm[-max(5, step_norm.size // 10):]))
+
+
 def _readonly(values, dtype=np.float64) -> np.ndarray:
     arr = np.array(values, dtype=dtype, copy=True)
     arr.setflags(write=False)
@@ -130,14 +138,27 @@ class MethodResult:
         for name in ("trajectory", "loss", "test_accuracy", "step_norm"):
             object.__setattr__(self, name, _readonly(getattr(self, name)))
 
-    def to_dict(self) -> dict:
+    @property
+    def final_step_norm(self) -> float:
+        """Mean of the last ``max(5, N // 10)`` step norms (what the summary compares; ``nan`` without steps)."""
+        return _final_step_norm(self.step_norm)
+
+    def to_dict(self, curves: bool = True) -> dict:
         """The curves and costs as a JSON-ready dict (the trajectory is left out).
+
+        Parameters
+        ----------
+        curves : bool, default True
+            Whether to include the curves (``loss``, ``test_accuracy``,
+            ``step_norm``); without them the dict holds the numbers that
+            :func:`~contraction.experiments.average_runs` reads.
 
         Returns
         -------
         dict
-            Keys ``loss``, ``test_accuracy``, ``step_norm``, ``loss_total_variation``,
-            ``final_test_accuracy`` and ``cost`` (``{"gradient": …, "hvp": …}``).
+            Keys ``loss``, ``test_accuracy``, ``step_norm`` (with ``curves``),
+            ``loss_total_variation``, ``final_test_accuracy``,
+            ``final_step_norm`` and ``cost`` (``{"gradient": …, "hvp": …}``).
 
         Examples
         --------
@@ -146,13 +167,20 @@ class MethodResult:
         ...                  0.5, 0.3, 2, 0)
         >>> r.to_dict()["cost"] == {"gradient": 2, "hvp": 0}
         True
+        >>> sorted(r.to_dict(curves=False))
+        ['cost', 'final_step_norm', 'final_test_accuracy', 'loss_total_variation']
         """
-        return {
+        out = {
             "loss": self.loss.tolist(),
             "test_accuracy": self.test_accuracy.tolist(),
             "step_norm": self.step_norm.tolist(),
+        } if curves else {}
+        final = self.final_step_norm
+        return {
+            **out,
             "loss_total_variation": float(self.loss_total_variation),
             "final_test_accuracy": float(self.final_test_accuracy),
+            "final_step_norm": None if math.isnan(final) else final,
             "cost": {"gradient": int(self.gradient_evals), "hvp": int(self.hvp_evals)},
         }
 
@@ -346,15 +374,26 @@ class NNExperimentResult:
         object.__setattr__(self, "claims_not_holding", unmet)
         object.__setattr__(self, "claim_holds", not unmet and not self.diverged)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, curves: bool = True) -> dict:
         """The result as written to ``results.json``.
+
+        Parameters
+        ----------
+        curves : bool, default True
+            Whether to include each method's curves and the contractivity
+            estimates; without them the dict is a compact record of the run
+            (what :func:`~contraction.experiments.average_runs` reads, as a
+            sweep stores it).
 
         Returns
         -------
         dict
-            Keys ``config``, ``methods`` (name to :meth:`MethodResult.to_dict`),
-            ``contractivity``, ``summary``, ``diverged``, ``divergence``,
-            ``claim_holds``, ``claims_not_holding`` and ``reused``.
+            Keys ``config``, ``start`` (training loss and test accuracy of
+            the start ``θ_0``, ``None`` when the warm-up diverged),
+            ``methods`` (name to :meth:`MethodResult.to_dict`),
+            ``contractivity`` (with ``curves``), ``summary``, ``diverged``,
+            ``divergence``, ``claim_holds``, ``claims_not_holding`` and
+            ``reused``.
 
         Examples
         --------
@@ -364,11 +403,17 @@ class NNExperimentResult:
         True
         >>> res.to_dict()["diverged"], res.to_dict()["divergence"], res.to_dict()["reused"]
         (False, None, [])
+        >>> "loss" in res.to_dict(curves=False)["methods"]["forward"]
+        False
         """
+        first = self.methods.get("forward")  # every method starts at θ_0
+        start = None if first is None else {"loss": float(first.loss[0]),
+                                            "test_accuracy": float(first.test_accuracy[0])}
         return {
             "config": self.config.to_dict(),
-            "methods": {name: m.to_dict() for name, m in self.methods.items()},
-            "contractivity": self.contractivity.to_dict(),
+            "start": start,
+            "methods": {name: m.to_dict(curves) for name, m in self.methods.items()},
+            **({"contractivity": self.contractivity.to_dict()} if curves else {}),
             "summary": self.summary.to_dict(),
             "diverged": self.diverged,
             "divergence": self.divergence,

@@ -24,6 +24,7 @@ from ..nn.lipschitz import estimate_lipschitz
 from ._divergence import Watch, finite_prefix
 from ._storage import PartialResults, check_out_dir, held_output
 from .preparation import (
+    DEFAULTS,
     ExperimentSetup,
     _build,
     _initial_point,
@@ -113,15 +114,22 @@ def _progress_callback(progress):
     return progress
 
 
-def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0.3, window=3, rng=None,
-                      weight_decay=0.05, warmup=300, hidden=16, out_dir=None, progress=None, *,
-                      seed=None) -> NNExperimentResult:
+def run_nn_experiment(model=DEFAULTS["model"], data=DEFAULTS["data"], steps=DEFAULTS["steps"],
+                      batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"], window=DEFAULTS["window"], rng=None,
+                      weight_decay=DEFAULTS["weight_decay"], warmup=DEFAULTS["warmup"], hidden=DEFAULTS["hidden"],
+                      out_dir=None, progress=None, *, seed=None) -> NNExperimentResult:
     """Train forward, full backward, anchored windowed and bracket-corrected SGD on one batch sequence.
 
     The start is reached by a warm-up of forward SGD (see
     :func:`prepare_experiment`); the local Lipschitz constants
     ``‖I − h ∇²f_{ξ_{n+1}}(θ_n)‖₂`` along the forward run are reported beside
-    the curves.
+    the curves. The defaults (:data:`~contraction.experiments.DEFAULTS`)
+    start both orders from a trained network: on the digits, an MLP of 64
+    tanh units without weight decay, after 2000 warm-up steps at ``h = 0.3``
+    with batches of 16, classifies 98-99% of the test images (at least 98%
+    for each of the seeds 0 to 19); the whole default run takes under 10 s
+    on one core.
+    :func:`~contraction.experiments.average_runs` averages the records of several seeds.
 
     A run that diverges is stopped there and returned, not raised: the
     warm-up or a method *diverges at step n* when ``n`` is the first step
@@ -160,11 +168,12 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
         Source of the initialisation, the warm-up, the batch sequence, the
         Lipschitz start vectors and the synthetic data; the seed used is
         recorded in ``config.seed`` (resuming needs the same seed).
-    weight_decay : float, default 0.05
-        ``λ`` in ``f_i = CE_i + λ/2 ‖θ‖²``.
-    warmup : int, default 300
-        Forward SGD steps before the comparison (to start in a basin).
-    hidden : int, default 16
+    weight_decay : float, default 0.0
+        ``λ`` in ``f_i = CE_i + λ/2 ‖θ‖²`` (0 by default: the network is
+        trained without regularisation).
+    warmup : int, default 2000
+        Forward SGD steps before the comparison (to start from a trained network).
+    hidden : int, default 64
         MLP hidden width.
     out_dir : str or os.PathLike, optional
         Where ``results.json`` and the per-method partial results go (created
@@ -182,6 +191,20 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
         hold (``claim_holds``, ``claims_not_holding``) and whether the run
         diverged; ``to_dict()`` is what ``results.json`` holds.
 
+    Notes
+    -----
+    What holds at the defaults, over seeds 0 to 4
+    (:func:`~contraction.experiments.average_runs`):
+    the start classifies 98.5% of the test images (standard error 0.2%),
+    the backward loss is smoother in every run (total variation 0.06x
+    forward's), but backward's last step norms stay at 34% (standard error
+    5%) of forward's: the step-norm claim (below 10%) holds in none of the
+    five runs. Backward steps do settle, to about 0.01-0.02 as at a
+    regularised start, but at a trained start forward's own steps are small
+    (about 0.06, against 0.23 with 16 units and weight decay 0.05 after 300
+    warm-up steps, where the claim holds in every run with a ratio of 7.5%);
+    run for 360 steps (seed 0), the ratio stays between a quarter and a third.
+
     Examples
     --------
     >>> res = run_nn_experiment(data="synthetic", steps=10, warmup=5, window=5, rng=0)
@@ -190,7 +213,7 @@ def run_nn_experiment(model="mlp", data="digits", steps=120, batch_size=16, lr=0
     >>> import numpy as np                            # the first step is the same map in both orders
     >>> bool(np.isclose(res.methods["forward"].step_norm[0], res.methods["backward"].step_norm[0]))
     True
-    >>> bad = run_nn_experiment(data="synthetic", steps=10, warmup=50, lr=50, rng=0)
+    >>> bad = run_nn_experiment(data="synthetic", steps=10, warmup=50, lr=50, weight_decay=0.05, rng=0)
     >>> bad.diverged, list(bad.methods), bad.claim_holds
     (True, [], False)
     >>> bad.divergence.startswith("the warm-up (forward SGD) diverged at step")

@@ -82,13 +82,12 @@ def summarise(methods: Mapping[str, MethodResult], local_lipschitz) -> Experimen
     >>> s.statement == res.summary.statement
     True
     """
-    steps = _check_methods(methods)
+    _check_methods(methods)
     lips = as_float_array(local_lipschitz, "local_lipschitz", ndim=1)
     if lips.size == 0:
         raise ValueError(f"local_lipschitz: expected at least one estimate, got {describe(lips)}")
-    tail = max(5, steps // 10)
-    fw_tail = float(np.mean(methods["forward"].step_norm[-tail:]))
-    bw_tail = float(np.mean(methods["backward"].step_norm[-tail:]))
+    fw_tail = methods["forward"].final_step_norm
+    bw_tail = methods["backward"].final_step_norm
     tv_f = methods["forward"].loss_total_variation
     tv_b = methods["backward"].loss_total_variation
     numbers = {
