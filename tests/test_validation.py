@@ -29,6 +29,11 @@ X6 = np.arange(12.0).reshape(6, 2) / 10
 Y6 = np.ones(6)
 SAMPLES = np.linspace(-1.0, 1.0, 40)
 LR_V = np.ones((2, 3, 1))
+_DRAW = np.random.default_rng(0)
+X8 = _DRAW.normal(size=(8, 3))
+LIN = ct.LinearRegressionModel(X8, X8 @ [1.0, -1.0, 0.5] + _DRAW.normal(size=8), batch_size=2)
+Z20 = LIN.minimizer() + 0.1 * _DRAW.normal(size=(20, 3))
+MEAN3, COV3 = LIN.minimizer(), 0.01 * np.eye(3)
 
 
 def _with(good, value):
@@ -77,6 +82,10 @@ KINDS = {
     "choice": [("bool", True, TypeError), ("unknown", "magic", ValueError), ("number", 3, TypeError),
                ("none", None, TypeError)],
     "maps": [("model", QUAD, TypeError), ("object", NO, TypeError), ("array", I2, TypeError)],
+    "model": [("maps", MAPS, TypeError), ("gradient maps", GRAD, TypeError), ("object", NO, TypeError),
+              ("array", I2, TypeError), ("none", None, TypeError)],
+    "bool": [("int", 1, TypeError), ("float", 1.0, TypeError), ("string", "yes", TypeError),
+             ("none", None, TypeError), ("shape", np.array([True]), TypeError)],
 }
 KINDS["int>=2"] = [*KINDS["int>=1"], ("one", 1, ValueError)]
 KINDS["int>=50"] = [*KINDS["int>=1"], ("49", 49, ValueError)]
@@ -227,6 +236,37 @@ ARGS = [
      lambda v: ct.stationary_samples(MAPS, 3, "forward", 0, burn_in=v), 5, []),
     ("stationary_samples", "max_steps", "int>=1", lambda v: ct.stationary_samples(MAPS, 3, rng=0, max_steps=v),
      100, []),
+    ("batch_gradient_covariance", "model", "model", lambda v: ct.batch_gradient_covariance(v), LIN, []),
+    ("ou_covariance", "model", "model", lambda v: ct.ou_covariance(v, 0.1), LIN, []),
+    ("ou_covariance", "lr", "real>0", lambda v: ct.ou_covariance(LIN, v), 0.1, []),
+    ("mean_square_threshold", "model", "model", lambda v: ct.mean_square_threshold(v), LIN, []),
+    ("fluctuation_dissipation", "model", "model", lambda v: ct.fluctuation_dissipation(v, 0.1, Z20), LIN, []),
+    ("fluctuation_dissipation", "lr", "real>0", lambda v: ct.fluctuation_dissipation(LIN, v, Z20), 0.1, []),
+    ("fluctuation_dissipation", "samples", "array", lambda v: ct.fluctuation_dissipation(LIN, 0.1, v), Z20,
+     [Z20[:, :2], Z20[:1], Z20[:, 0], Z20[None]]),
+    ("fluctuation_dissipation_exact", "model", "model",
+     lambda v: ct.fluctuation_dissipation_exact(v, 0.1, MEAN3, COV3), LIN, []),
+    ("fluctuation_dissipation_exact", "lr", "real>0",
+     lambda v: ct.fluctuation_dissipation_exact(LIN, v, MEAN3, COV3), 0.1, []),
+    ("fluctuation_dissipation_exact", "mean", "array",
+     lambda v: ct.fluctuation_dissipation_exact(LIN, 0.1, v, COV3), MEAN3, [np.zeros(2), np.zeros((1, 3))]),
+    ("fluctuation_dissipation_exact", "cov", "array",
+     lambda v: ct.fluctuation_dissipation_exact(LIN, 0.1, MEAN3, v), COV3,
+     [np.eye(2), np.zeros(3), np.zeros((3, 3, 1)), np.zeros((3, 4))]),
+    ("load_diabetes_regression", "n_rows", "int>=2", lambda v: ct.load_diabetes_regression(v), 40, []),
+    ("load_digits_regression", "n_rows", "int>=2", lambda v: ct.load_digits_regression(v), 40, []),
+    ("load_digits_regression", "drop_constant", "bool", lambda v: ct.load_digits_regression(40, v), True, []),
+    ("digits_random_features", "n_features", "int>=1", lambda v: ct.digits_random_features(v, n_rows=40, rng=0),
+     8, []),
+    ("digits_random_features", "kind", "choice", lambda v: ct.digits_random_features(8, v, 40, 0), "relu", []),
+    ("digits_random_features", "n_rows", "int>=2", lambda v: ct.digits_random_features(8, "relu", v, 0), 40, []),
+    ("digits_random_features", "rng", "rng", lambda v: ct.digits_random_features(8, "relu", 40, v), 0, []),
+    ("power_law_regression", "n_rows", "int>=2", lambda v: ct.power_law_regression(v, 4, rng=0), 20, []),
+    ("power_law_regression", "n_features", "int>=1", lambda v: ct.power_law_regression(20, v, rng=0), 4, []),
+    ("power_law_regression", "exponent", "real>=0", lambda v: ct.power_law_regression(20, 4, v, rng=0), 1.0, []),
+    ("power_law_regression", "noise", "real>=0", lambda v: ct.power_law_regression(20, 4, noise=v, rng=0), 0.5,
+     []),
+    ("power_law_regression", "rng", "rng", lambda v: ct.power_law_regression(20, 4, rng=v), 0, []),
 ]
 
 # Constraints beyond the kind of a value: (argument, exception, call)
@@ -252,6 +292,13 @@ SPECIFIC = [
     ("y", ValueError, lambda: ct.wasserstein_1d(SAMPLES, [])),
     ("x", ValueError, lambda: ct.compare_laws(np.zeros((0, 2)), np.zeros((3, 2)))),
     ("model", ValueError, lambda: ct.max_stable_lr(ct.QuadraticModel(np.zeros((2, 1, 1)), np.zeros((2, 1))))),
+    ("n_rows", ValueError, lambda: ct.load_diabetes_regression(443)),
+    ("n_rows", ValueError, lambda: ct.load_digits_regression(1798)),
+    ("n_rows", ValueError, lambda: ct.load_digits_regression(40, drop_constant=False)),
+    ("n_features", ValueError, lambda: ct.digits_random_features(2001, n_rows=40, rng=0)),
+    ("n_rows", ValueError, lambda: ct.digits_random_features(8, n_rows=1798, rng=0)),
+    ("exponent", ValueError, lambda: ct.power_law_regression(20, 4, exponent=16.5, rng=0)),
+    ("n_rows", ValueError, lambda: ct.power_law_regression(10**6, 1000, rng=0)),
 ]
 
 CASES = [

@@ -279,6 +279,7 @@ def power_law_regression(n_rows=60000, n_features=784, exponent=1.0, noise=0.5, 
     alpha = check_real(exponent, "exponent", 0.0, 16.0)
     sigma = check_real(noise, "noise", 0.0, None)
     check_output_size((n, d), "n_rows", what="the design (n_rows x n_features)")
+    check_output_size((d, d), "n_features", what="the rotation (n_features x n_features)")
     gen = as_generator(rng)
     Q = np.linalg.qr(gen.normal(size=(d, d)))[0]
     scale = np.arange(1, d + 1, dtype=np.float64) ** (-alpha / 2)
