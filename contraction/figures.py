@@ -21,12 +21,15 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.optimize
 
 from . import plotting
 from .core._fitting import loglog_slope
 from .core._validation import as_float_array, as_generator, check_positive_int, describe
 from .core.iterates import backward_iterates, forward_iterates
 from .core.maps import AffineMaps, GradientMaps
+from .core.models import LinearRegressionModel
+from .core.regression_data import digits_random_features
 from .core.sampling import sample_batches
 from .experiments import NNExperimentResult, run_nn_experiment
 from .theory.diagnostics import contraction_constant, lyapunov_exponent, mean_square_radius
@@ -38,7 +41,9 @@ from .theory.examples import (
     two_point_cdf,
     two_point_quadratic,
 )
+from .theory.ou import mean_square_threshold
 from .theory.samples import stationary_samples
+from .theory.tails import tail_index
 
 __all__ = [
     "FIGURES",
@@ -161,6 +166,50 @@ def _stability(quick, rng):
     fig, axes = plotting.new_figure(1, width=6.5, height=4.6)
     plotting.draw_stability_vs_lr(axes[0], lrs, lyap, ms, 2 / 3, gaussian_lyapunov_threshold(),
                                   r"E3: 1-D least squares, $x \sim N(0, 1)$, batch size 1")
+    return fig
+
+
+def _lyapunov_boundary(model, lo, hi, seed, n_steps):
+    """The learning rate where ``γ(h) = 0`` in ``[lo, hi]`` (common random numbers along h), or nan."""
+    gamma = lambda h: lyapunov_exponent(model.sgd_maps(h), rng=seed, n_steps=n_steps, n_chains=8).exponent
+    if not (gamma(lo) < 0 < gamma(hi)):
+        return float("nan")
+    return float(scipy.optimize.brentq(gamma, lo, hi, xtol=1e-3 * lo))
+
+
+def _heavy_tail_phase(quick, rng):
+    X, y = digits_random_features(4, n_rows=1680, rng=0)
+    batch_sizes = (2, 8) if quick else (2, 4, 8)
+    lrs = np.array([0.1, 0.14, 0.2]) if quick else np.geomspace(0.09, 0.3, 7)
+    seeds = rng.spawn(2 * len(batch_sizes))
+    fig, axes = plotting.new_figure(1, width=7.2, height=5.6)
+    ax = axes[0]
+    colors = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+    for k, b in enumerate(batch_sizes):
+        model = LinearRegressionModel(X, y, batch_size=b)
+        streams = seeds[k].spawn(len(lrs))
+        res = [tail_index(model.sgd_maps(h), rng=g, n_steps=60 if quick else 150, n_chains=64 if quick else 128)
+               for h, g in zip(lrs, streams, strict=True)]
+        alpha = np.array([r.alpha for r in res])
+        err = 2 * np.array([r.stderr for r in res])
+        h_ms = mean_square_threshold(model)
+        h_gamma = _lyapunov_boundary(model, float(lrs[-1]), 3.0, int(seeds[len(batch_sizes) + k].integers(2**63)),
+                                     300 if quick else 1500)
+        ax.errorbar(lrs, alpha, yerr=err, color=colors[k], marker="o", ms=4, capsize=2,
+                    label=rf"$B = {b}$: $\alpha$ (± 2 s.e.)")
+        ax.plot([h_ms], [2.0], ls="none", marker="s", ms=7, color=colors[k], mfc="white",
+                label=rf"$B = {b}$: mean-square boundary $h = {h_ms:.3f}$")
+        if np.isfinite(h_gamma):
+            ax.axvline(h_gamma, color=colors[k], ls="--", lw=1,
+                       label=rf"$B = {b}$: Lyapunov boundary $\gamma = 0$ at $h = {h_gamma:.2f}$")
+    ax.axhline(2.0, color="0.4", ls=":", lw=1, label=r"$\alpha = 2$: variance infinite below")
+    ax.set_xscale("log")
+    ax.set_xlabel(r"learning rate $h$")
+    ax.set_ylabel(r"tail index $\alpha$")
+    ax.set_title("Heavy-tail phase diagram: least squares on 4 random ReLU features\n"
+                 "of the digits (1,680 rows); SGD with batch size $B$", fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=7, frameon=False)
     return fig
 
 
@@ -412,6 +461,7 @@ FIGURES = {
     "stability_vs_lr.png": _stability,
     "lie_slopes.png": _lie,
     "nn_curves.png": _nn,
+    "heavy_tail_phase.png": _heavy_tail_phase,
 }
 
 

@@ -1,4 +1,4 @@
-"""One check per numbered claim of the specification (C1–C14).
+"""One check per numbered claim of the specification (C1–C15).
 
 Each module ``cNN_*.py`` defines ``check(quick=False, **ingredients) ->
 CheckResult``. Ingredients (the functions a check relies on) can be replaced
@@ -37,6 +37,7 @@ CLAIMS = {
     "C12": "c12_examples",
     "C13": "c13_neural_networks",
     "C14": "c14_ou_approximation",
+    "C15": "c15_heavy_tail_phase",
 }
 
 
@@ -183,7 +184,7 @@ def main(argv=None) -> int:
         0 when every claim run passed, 1 when one failed, 2 for a usage error, 130 when interrupted.
     """
     parser = argparse.ArgumentParser(prog="python -m proofs_checks",
-                                     description="Run the theorem checks C1-C14 and print a table.")
+                                     description="Run the theorem checks C1-C15 and print a table.")
     parser.add_argument("--quick", action="store_true", help="smaller samples")
     parser.add_argument("--only", nargs="+", metavar="CLAIM", help="run only these claims (e.g. C1 C7)")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first claim that fails")

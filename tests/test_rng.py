@@ -44,6 +44,8 @@ DRAWING = {
                                        ct.stationary_samples(AVERAGE, 5, method="forward", rng=rng)],
     "compare_laws": lambda rng: ct.compare_laws(SAMPLES, SAMPLES * [1.0, 0.3] + 0.2, rng=rng, n_projections=3),
     "log_cosh_maps": lambda rng: ct.log_cosh_maps(0.1, rng=rng).gradient(np.ones((3, 2)), np.arange(3)),
+    "tail_index": lambda rng: float(ct.tail_index(ct.AffineMaps([0.5 * np.eye(2), 2.0 * np.eye(2)], np.ones((2, 2)),
+                                                          probs=[0.75, 0.25]), rng=rng, n_steps=10, n_chains=8)),
     "digits_random_features": lambda rng: [ct.digits_random_features(n_features=8, n_rows=40, rng=rng),
                                            ct.digits_random_features(6, kind="fourier", n_rows=30, rng=rng)],
     "power_law_regression": lambda rng: ct.power_law_regression(n_rows=50, n_features=8, rng=rng),

@@ -23,6 +23,7 @@ import contraction as ct
 I2 = np.stack([np.eye(2), np.eye(2)])
 MAPS = ct.AffineMaps(0.5 * I2, np.zeros((2, 2)))
 E1 = ct.two_point_quadratic().sgd_maps(0.5)
+HEAVY2 = ct.AffineMaps([0.5 * np.eye(2), 2.0 * np.eye(2)], np.ones((2, 2)), probs=[0.75, 0.25])  # d = 2, heavy tails
 QUAD = ct.QuadraticModel(I2, np.zeros((2, 2)))
 GRAD = QUAD.gradient_maps(0.1)
 X6 = np.arange(12.0).reshape(6, 2) / 10
@@ -177,6 +178,12 @@ ARGS = [
     ("max_stable_lr", "model", "maps", lambda v: ct.max_stable_lr(v if v is not QUAD else MAPS), QUAD, []),
     ("max_stable_lr", "rtol", "fraction", lambda v: ct.max_stable_lr(QUAD, v), 1e-8, []),
     ("tail_index", "maps", "maps", lambda v: ct.tail_index(v), E1, []),
+    ("tail_index", "rng", "rng", lambda v: ct.tail_index(HEAVY2, v, 10, 8), 1, []),
+    ("tail_index", "n_steps", "int>=1", lambda v: ct.tail_index(HEAVY2, 1, v, 8), 10, []),
+    ("tail_index", "n_chains", "int>=2", lambda v: ct.tail_index(HEAVY2, 1, 10, v), 8, []),
+    ("tail_index", "n_batches", "int>=2", lambda v: ct.tail_index(HEAVY2, 1, 10, 8, v), 2, []),
+    ("tail_index", "burn_in", "int>=0", lambda v: ct.tail_index(HEAVY2, 1, 10, 8, 2, v), 3, []),
+    ("tail_index", "s_max", "real>0", lambda v: ct.tail_index(HEAVY2, 1, 10, 8, 2, 3, v), 64.0, [0.5, 1.0]),
     ("gaussian_least_squares_1d", "n_nodes", "int>=50", lambda v: ct.gaussian_least_squares_1d(v), 60, []),
     ("gaussian_least_squares_1d", "noise", "real>=0", lambda v: ct.gaussian_least_squares_1d(60, v), 0.5, []),
     ("gaussian_least_squares_1d", "theta_star", "real", lambda v: ct.gaussian_least_squares_1d(60, 0.5, v),

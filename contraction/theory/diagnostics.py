@@ -7,7 +7,8 @@ r"""Stability diagnostics of a family of affine maps ``T_i(θ) = A_i θ + b_i``.
   iterates converge when ``γ < 0``: average contraction);
 * mean-square radius ``ρ(Σ p_i A_i ⊗ A_i)`` (finite stationary covariance
   when ``< 1``);
-* Kesten's tail index ``α`` of one-dimensional maps, ``E|a|^α = 1``.
+* Kesten's tail index ``α`` (:func:`tail_index`, from :mod:`contraction.theory.tails`):
+  ``E|a|^α = 1`` in one dimension, the root of the moment Lyapunov exponent otherwise.
 
 Between ``γ < 0`` and ``ρ < 1`` the stationary law exists but has infinite
 variance (heavy tails).
@@ -32,6 +33,7 @@ from ..core._validation import (
 from ..core.lowrank import LowRankAffineMaps, _chunks, check_affine_family
 from ..core.maps import check_affine_maps
 from ..core.sampling import sample_batches
+from .tails import TailIndexResult, tail_index
 
 __all__ = [
     "MAX_LYAPUNOV_CHAINS",
@@ -39,6 +41,7 @@ __all__ = [
     "LyapunovBounds",
     "LyapunovResult",
     "StableLearningRates",
+    "TailIndexResult",
     "contraction_constant",
     "lyapunov_bounds",
     "lyapunov_exponent",
@@ -326,59 +329,6 @@ def mean_square_radius(maps, dense_max_dim=20) -> float:
     vals = scipy.sparse.linalg.eigs(op, k=1, which="LM", v0=np.eye(d).ravel(), return_eigenvectors=False,
                                     tol=1e-10, maxiter=5000)
     return float(np.abs(vals).max())
-
-
-def tail_index(maps) -> float:
-    r"""Compute Kesten's tail index ``α > 0`` of one-dimensional maps ``θ ↦ a θ + b``: ``E|a|^α = 1``.
-
-    Requires ``E log|a| < 0`` (a stationary law exists) and ``P(|a| > 1) > 0``
-    (otherwise the law has bounded support, ``α = ∞``, and a ``ValueError``
-    says so). The stationary law then has ``P(|θ| > t) ~ C t^{−α}``; its
-    variance is finite iff ``α > 2``.
-
-    Parameters
-    ----------
-    maps : AffineMaps
-        One-dimensional maps (``d = 1``).
-
-    Returns
-    -------
-    float
-        ``α``, the positive root of ``log E|a|^α`` (found by ``brentq``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import contraction as ct
-    >>> maps = ct.AffineMaps([[[0.5]], [[2.0]]], [[1.0], [1.0]], probs=[0.75, 0.25])
-    >>> alpha = ct.tail_index(maps)
-    >>> bool(np.isclose(0.75 * 0.5**alpha + 0.25 * 2.0**alpha, 1.0))
-    True
-    """
-    maps = check_affine_maps(maps)
-    if maps.dim != 1:
-        raise ValueError(f"maps: expected one-dimensional maps (d = 1), got d = {maps.dim}")
-    a = np.abs(maps.A[:, 0, 0])
-    p = maps.probs
-    keep = p > 0
-    a, p = a[keep], p[keep]
-    gamma = lyapunov_bounds(maps).upper  # exact in one dimension
-    if not gamma < 0:
-        raise ValueError(f"maps: expected E log|a| < 0 (a stationary law), got {gamma:.4g}")
-    if not np.any(a > 1):
-        raise ValueError("maps: expected some |a_i| > 1 (with positive probability); with every |a_i| <= 1 the "
-                         "stationary law has bounded support, every moment is finite and there is no finite "
-                         "tail index (α = ∞)")
-    loga = np.log(np.where(a > 0, a, 1.0))
-
-    def g(alpha):  # log E|a|^α, convex, g(0) = 0, g'(0) = γ < 0
-        terms = np.where(a > 0, np.log(p) + alpha * loga, -np.inf)
-        return float(np.logaddexp.reduce(terms))
-
-    hi = 1.0
-    while g(hi) <= 0:  # g(α) >= log p_j + α log a_j → +∞ for the a_j > 1: this ends
-        hi *= 2.0
-    return float(scipy.optimize.brentq(g, 1e-12, hi, xtol=1e-13, rtol=1e-13))
 
 
 @dataclass(frozen=True)
