@@ -1,4 +1,4 @@
-"""The sub-commands of ``contraction``: ``compare``, ``verify``, ``reproduce`` and ``experiment nn``.
+"""The sub-commands of ``contraction``: ``compare``, ``verify``, ``reproduce``, ``experiment nn`` and ``sweep``.
 
 Each takes the parsed arguments and the :class:`~contraction._cli_support.OutputPaths`
 of the run, checks its output paths before any work starts, prints its result
@@ -15,13 +15,24 @@ import textwrap
 import proofs_checks
 
 from . import __version__
-from ._cli_support import RunFailed, StageProgress, flag_message, note, progress_bar, terminate_like_interrupt
+from ._cli_support import (
+    RunFailed,
+    StageProgress,
+    UsageError,
+    flag_message,
+    note,
+    plain,
+    progress_bar,
+    terminate_like_interrupt,
+)
 from .core._io import hold_folder, write_json_atomic
 from .core._validation import DivergenceError
 from .core.iterates import backward_iterates, forward_iterates
 from .core.sampling import sample_batches
 from .experiments import run_nn_experiment
 from .figures import FIGURE_SEED, FIGURES, write_experiment_figures, write_figures
+from .sweeps import SpecError, read_spec
+from .sweeps import sweep as run_sweep
 from .theory.diagnostics import contraction_constant, max_stable_lr
 from .theory.examples import two_point_quadratic
 
@@ -152,3 +163,83 @@ def experiment(args, outputs) -> int:
     if result.diverged:
         raise RunFailed(flag_message(result.divergence or "the run diverged", args.flags))
     return 0 if result.claim_holds else 1
+
+
+# --- sweep ----------------------------------------------------------------------------------------
+_SHOWN_ROWS = 20
+_SHOWN_FAILURES = 10
+
+
+def _cell_text(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _sweep_table(result) -> list[str]:
+    """The first cells of a sweep as a table: the grid axes, then as many values as fit in WIDTH columns.
+
+    Values that change over the grid come first; the rest are named below the table.
+    """
+    axes = list(result.spec.grid)
+    names = list(dict.fromkeys(name for cell in result.cells for name in cell.values))
+    varies = {n: len({repr(cell.values.get(n)) for cell in result.cells}) > 1 for n in names}
+    names.sort(key=lambda n: not varies[n])  # the values that change over the grid first
+    columns = [(axis, max(len(axis), 8)) for axis in axes]
+    used = sum(w + 1 for _, w in columns) + 8
+    shown = []
+    for name in names:
+        width = max(len(name), 10)
+        if used + width + 1 > WIDTH:
+            break
+        shown.append((name, width))
+        used += width + 1
+    lines = [" ".join(f"{n:>{w}}" for n, w in [*columns, ("status", 6), *shown])]
+    for cell in result.cells[:_SHOWN_ROWS]:
+        row = [_cell_text(cell.coordinates.get(a)) for a in axes] + [cell.status]
+        row += [_cell_text(cell.values.get(n)) for n, _ in shown]
+        lines.append(" ".join(f"{t:>{w}}" for t, (_, w) in zip(row, [*columns, ("status", 6), *shown], strict=True)))
+    more = []
+    if len(result.cells) > _SHOWN_ROWS:
+        more.append(f"{len(result.cells) - _SHOWN_ROWS} more cells")
+    if len(shown) < len(names):
+        more.append(f"{len(names) - len(shown)} more values per cell ({', '.join(n for n in names[len(shown):])})")
+    if more:
+        where = os.path.join(result.out_dir, "summary.csv")
+        lines.append(textwrap.fill(f"... {' and '.join(more)} in {where}", WIDTH, subsequent_indent="    "))
+    return lines
+
+
+def sweep(args, outputs) -> int:
+    """Run a sweep spec; exit status 1 when a cell failed."""
+    try:
+        spec = read_spec(args.spec)
+    except SpecError as exc:
+        text = str(exc)
+        raise UsageError(text if text.startswith("spec: ") else f"{args.spec}: {text}") from None
+    outputs.folder(args.out, "--out")
+    if args.scheduler is not None and args.workers is not None:
+        raise UsageError("--workers: applies to a local run; with --scheduler the cluster's workers run the cells")
+    where = f"the Dask cluster at {args.scheduler}" if args.scheduler else "local worker processes"
+    note(f"running sweep {spec.name}: {spec.n_cells} cells on {where}, into {args.out}", args.quiet)
+    with terminate_like_interrupt(), progress_bar(spec.n_cells, "cell", args.quiet, desc=spec.name) as bar:
+        result = run_sweep(spec, args.scheduler, out_dir=args.out, workers=args.workers,
+                           progress=lambda done, total: bar.update(done - bar.n))
+    failed = len(result.failed)
+    print(f"sweep {spec.name}: {spec.n_cells} cells: {result.ran} ran, {result.reused} reused, {failed} failed "
+          f"({result.executor}, {result.seconds:.1f} s)")
+    print("\n".join(_sweep_table(result)))
+    for cell in [c for c in result.cells if not c.ok][:_SHOWN_FAILURES]:
+        label = ", ".join(f"{k}={_cell_text(v)}" for k, v in cell.coordinates.items())
+        print(textwrap.fill(plain(f"failed: {label}: {cell.error}"), WIDTH, subsequent_indent="  "))
+    note(f"wrote {', '.join(os.path.join(args.out, n) for n in ('cells', 'results.jsonl', 'summary.csv'))}",
+         args.quiet)
+    sys.stdout.flush()
+    if failed:
+        raise RunFailed(f"{failed} of {spec.n_cells} cells failed (their errors are in "
+                        f"{os.path.join(args.out, 'summary.csv')}); rerun the same command to run them again")
+    return 0

@@ -1,9 +1,10 @@
 """The ``contraction`` command (also ``python -m contraction``): the only place that prints.
 
 Every mistake in the command line is one line, ``contraction: error: ...``,
-that names the flag as typed. Output paths are checked before any work
-starts. Exit statuses: 0 success; 1 a failed claim, a diverged run or an
-experiment whose claims do not hold; 2 a usage error (a flag's value, an
+that names the flag as typed (or the spec key of a sweep). Output paths are
+checked before any work starts. Exit statuses: 0 success; 1 a failed claim,
+a diverged run, an experiment whose claims do not hold or a sweep with a
+failed cell; 2 a usage error (a flag's value, an
 unusable output path, a folder held by another run); 130 on Ctrl-C.
 """
 
@@ -18,19 +19,20 @@ import sys
 import proofs_checks
 
 from . import __version__
-from ._cli_commands import compare, experiment, reproduce, verify
+from ._cli_commands import compare, experiment, reproduce, sweep, verify
 from ._cli_support import OutputPaths, RunFailed, UsageError, flag_message, print_error
 from .core._validation import DivergenceError
 from .experiments import DATA_SETS, MODELS
 from .figures import FIGURES
+from .sweeps._execute import default_workers
 
 __all__ = ["build_parser", "main"]
 
 #: The default ``--seed`` of ``compare`` and ``experiment nn`` (the command line's fixed randomness).
 DEFAULT_SEED = 0
 _FIGURE_NAMES = ", ".join(name.removesuffix(".png") for name in FIGURES)
-_EPILOG = ("exit status: 0 success; 1 a failed claim, a diverged run or an experiment whose claims do not hold; "
-           "2 a usage error; 130 interrupted (Ctrl-C)")
+_EPILOG = ("exit status: 0 success; 1 a failed claim, a diverged run, an experiment whose claims do not hold or "
+           "a sweep with a failed cell; 2 a usage error; 130 interrupted (Ctrl-C)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
-        With the sub-commands ``compare``, ``verify``, ``reproduce`` and
-        ``experiment nn``; its errors are raised as one-line exceptions
+        With the sub-commands ``compare``, ``verify``, ``reproduce``,
+        ``experiment nn`` and ``sweep``; its errors are raised as one-line exceptions
         that name the flag (``main`` prints them).
 
     Examples
@@ -181,6 +183,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder, held by one run at a time; an interrupted run resumes from it (default: %(default)s)")
     _quiet(add, "'wrote' line")
     nn.set_defaults(func=experiment, flags=flags, resumable=True)
+
+    w = sub.add_parser("sweep", help="run a parameter sweep from a TOML spec, locally or on a Dask cluster",
+                       description="Run every cell of a sweep spec (learning rates x batch sizes x seeds x ...) "
+                                   "in local worker processes, or on a Dask cluster with --scheduler. Each "
+                                   "finished cell is written at once; a rerun reuses finished cells.",
+                       epilog=_EPILOG)
+    add, flags = _adder(w)
+    w.add_argument("spec", metavar="SPEC", help="the sweep spec, a TOML file (examples in examples/sweeps)")
+    flags["spec"] = "SPEC"
+    add("--out", default="sweep-results", metavar="DIR",
+        help="output folder, held by one run at a time; a rerun reuses its finished cells (default: %(default)s)")
+    add("--scheduler", metavar="ADDRESS",
+        help="address of a Dask scheduler (tcp://host:8786) whose workers run the cells; needs the extra "
+             "'sweeps' (default: local worker processes)")
+    add("--workers", type=_integer(1), metavar="N",
+        help=f"local worker processes; 1 runs the cells in this process (default: the usable cores, at most 4, "
+             f"here {default_workers()})")
+    _quiet(add, "'wrote' line")
+    w.set_defaults(func=sweep, flags={**flags, "client": "--scheduler", "out_dir": "--out"}, resumable=True)
     return parser
 
 
@@ -204,7 +225,8 @@ def main(argv=None) -> int:
     -------
     int
         The exit status: 0 on success; 1 when a theorem check fails, a run
-        diverges or an experiment's claims do not hold; 2 for a usage error
+        diverges, an experiment's claims do not hold or a sweep's cell
+        fails; 2 for a usage error
         (also an output path that cannot be written and a folder another run
         holds); 130 when interrupted (Ctrl-C).
 

@@ -294,7 +294,7 @@ def test_the_table_fits_100_columns_and_prints_statements_only_when_verbose():
     for r in results:
         assert " ".join(r.statement.split()) in flat and " ".join(r.measures.split()) in flat
         assert r.statement[:25] not in short
-    assert "z-score" in short and "13 passed, 0 failed" in short
+    assert "z-score" in short and f"{len(results)} passed, 0 failed" in short
 
 
 @pytest.mark.parametrize("kind,numerical,theoretical,relation,tolerance,passed,text", [
