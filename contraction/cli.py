@@ -22,7 +22,7 @@ from . import __version__
 from ._cli_commands import compare, experiment, reproduce, sweep, verify
 from ._cli_support import OutputPaths, RunFailed, UsageError, flag_message, print_error
 from .core._validation import DivergenceError
-from .experiments import DATA_SETS, MODELS
+from .experiments import DATA_SETS, DEFAULTS, MODELS
 from .figures import FIGURES
 from .sweeps._execute import default_workers
 
@@ -102,6 +102,10 @@ def _quiet(add, what: str):
     add("--quiet", action="store_true", help=f"no progress bar and no {what} on stderr")
 
 
+# The claims, as the help names them ("C1-C15").
+_CLAIM_RANGE = f"{next(iter(proofs_checks.CLAIMS))}-{list(proofs_checks.CLAIMS)[-1]}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``contraction`` command.
 
@@ -133,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=_integer(0), default=DEFAULT_SEED, help="seed of the batch sequence (default: %(default)s)")
     p.set_defaults(func=compare, flags=flags)
 
-    v = sub.add_parser("verify", help="run the theorem checks (C1-C13) and print a table",
-                       description="Run the numerical check of each claim C1-C13 and print a table.", epilog=_EPILOG)
+    v = sub.add_parser("verify", help=f"run the theorem checks ({_CLAIM_RANGE}) and print a table",
+                       description=f"Run the numerical check of each claim {_CLAIM_RANGE} and print a table.",
+                       epilog=_EPILOG)
     add, flags = _adder(v)
     add("--quick", action="store_true", help="smaller samples: a faster, less sensitive run")
     add("--only", nargs="+", type=_claim, metavar="CLAIM",
@@ -163,22 +168,25 @@ def build_parser() -> argparse.ArgumentParser:
                                      "bracket-corrected SGD on one batch sequence, and compare them.",
                          epilog=_EPILOG)
     add, flags = _adder(nn)
-    add("--model", choices=MODELS, default="mlp", help="the network (default: %(default)s)")
-    add("--data", choices=DATA_SETS, default="digits",
+    add("--model", choices=MODELS, default=DEFAULTS["model"], help="the network (default: %(default)s)")
+    add("--data", choices=DATA_SETS, default=DEFAULTS["data"],
         help="the data set; digits needs scikit-learn (default: %(default)s)")
-    add("--steps", type=_integer(2), default=120, help="length of the compared runs (default: %(default)s)")
-    add("--batch-size", type=_integer(1), default=16, help="examples per batch (default: %(default)s)")
-    add("--lr", type=_real(0.0, inclusive=False), default=0.3, help="constant learning rate (default: %(default)s)")
-    add("--window", type=_integer(1), default=3,
+    add("--steps", type=_integer(2), default=DEFAULTS["steps"],
+        help="length of the compared runs (default: %(default)s)")
+    add("--batch-size", type=_integer(1), default=DEFAULTS["batch_size"],
+        help="examples per batch (default: %(default)s)")
+    add("--lr", type=_real(0.0, inclusive=False), default=DEFAULTS["lr"],
+        help="constant learning rate (default: %(default)s)")
+    add("--window", type=_integer(1), default=DEFAULTS["window"],
         help="window of the anchored and corrected methods (default: %(default)s)")
     add("--seed", type=_integer(0), default=DEFAULT_SEED,
         help="seed of the start, the batches and the synthetic data; a resumed run needs the same "
              "(default: %(default)s)")
-    add("--weight-decay", type=_real(0.0, inclusive=True), default=0.05,
+    add("--weight-decay", type=_real(0.0, inclusive=True), default=DEFAULTS["weight_decay"],
         help="weight decay λ of every batch loss (default: %(default)s)")
-    add("--warmup", type=_integer(0), default=300,
-        help="forward SGD steps before the comparison, to start in a basin (default: %(default)s)")
-    add("--hidden", type=_integer(1), default=16, help="MLP hidden width (default: %(default)s)")
+    add("--warmup", type=_integer(0), default=DEFAULTS["warmup"],
+        help="forward SGD steps before the comparison, to start from a trained network (default: %(default)s)")
+    add("--hidden", type=_integer(1), default=DEFAULTS["hidden"], help="MLP hidden width (default: %(default)s)")
     add("--out", default="nn-results", metavar="DIR",
         help="output folder, held by one run at a time; an interrupted run resumes from it (default: %(default)s)")
     _quiet(add, "'wrote' line")

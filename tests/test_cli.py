@@ -198,9 +198,9 @@ def test_an_interrupted_verify_takes_back_the_folders_it_created(tmp_path, monke
 @pytest.mark.parametrize("command,expected", [
     (["compare"], ["--lr", "(default: 0.5)", "--steps", "(default: 20)", "--seed", "(default: 0)"]),
     (["reproduce"], ["(default: figures)", *[name.removesuffix(".png") for name in FIGURES]]),
-    (["verify"], ["--quick", "--json", "--figures", "--verbose", "--quiet", "C13"]),
+    (["verify"], ["--quick", "--json", "--figures", "--verbose", "--quiet", list(proofs_checks.CLAIMS)[-1]]),
     (["experiment", "nn"], ["(default: mlp)", "(default: digits)", "(default: 120)", "(default: 16)",
-                            "(default: 0.3)", "(default: 3)", "(default: 0.05)", "(default: 300)",
+                            "(default: 0.3)", "(default: 3)", "(default: 0.0)", "(default: 2000)", "(default: 64)",
                             "(default: nn-results)", "resumes"]),
 ])
 def test_help_gives_each_flag_a_sentence_and_its_default(command, expected, capsys):

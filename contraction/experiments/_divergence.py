@@ -28,9 +28,10 @@ tanh units, and the logits, hence the loss, then grow about linearly in
 with 64 units and 300 warm-up steps: a final loss near 160 at ``h = 5``,
 ``1.3·10**5`` at ``h = 5000``). Such a run is stopped only once its loss
 passes the bound (at ``h = 10**5`` within the warm-up); below that its
-losses and accuracies are reported as they are: a start whose training loss
-is above the untrained network's, or whose test accuracy is near chance,
-did not train.
+losses would be reported as they are, so a warm-up that ends with a training
+loss above the reference (the untrained network's) is reported as diverged
+too, at its last step: it did not train, and comparing orders from there
+means nothing.
 
 The engines report non-finite iterates by raising
 :class:`~contraction.DivergenceError` without the trajectory. Every method is
@@ -188,6 +189,11 @@ class Watch:
             if row is None:  # only the iterate after the block, or the block's end (evaluated alone), failed
                 row, reason = (nonfinite, "its iterate is not finite") if end is None else (b - a, end[3])
             return None, self.divergence("warm-up", a + row, n, reason)
+        if n:  # a warm-up that ends above the untrained network's loss did not train: it diverged, slowly
+            final = float(self.curves(theta[None], test=False)[0][0])
+            if final > self.reference:
+                return None, self.divergence("warm-up", n, n, f"training loss {final:.3g} at its end, above the "
+                                             f"untrained network's {self.reference:.3g}: it did not train")
         return theta, None
 
     def divergence(self, run: str, step: int, of: int, reason: str) -> Divergence:
