@@ -23,6 +23,8 @@ import contraction as ct
 I2 = np.stack([np.eye(2), np.eye(2)])
 MAPS = ct.AffineMaps(0.5 * I2, np.zeros((2, 2)))
 E1 = ct.two_point_quadratic().sgd_maps(0.5)
+SWEEP = {"sweep": {"name": "v", "seed": 1, "quantities": ["stationary_variance"]}, "model": {"kind": "two_point"},
+         "grid": {"lr": [0.5]}}
 HEAVY2 = ct.AffineMaps([0.5 * np.eye(2), 2.0 * np.eye(2)], np.ones((2, 2)), probs=[0.75, 0.25])  # d = 2, heavy tails
 QUAD = ct.QuadraticModel(I2, np.zeros((2, 2)))
 GRAD = QUAD.gradient_maps(0.1)
@@ -178,6 +180,7 @@ ARGS = [
     ("max_stable_lr", "model", "maps", lambda v: ct.max_stable_lr(v if v is not QUAD else MAPS), QUAD, []),
     ("max_stable_lr", "rtol", "fraction", lambda v: ct.max_stable_lr(QUAD, v), 1e-8, []),
     ("tail_index", "maps", "maps", lambda v: ct.tail_index(v), E1, []),
+    ("sweep", "workers", "int>=1", lambda v: ct.sweep(SWEEP, workers=v), 1, []),
     ("tail_index", "rng", "rng", lambda v: ct.tail_index(HEAVY2, v, 10, 8), 1, []),
     ("tail_index", "n_steps", "int>=1", lambda v: ct.tail_index(HEAVY2, 1, v, 8), 10, []),
     ("tail_index", "n_chains", "int>=2", lambda v: ct.tail_index(HEAVY2, 1, 10, v), 8, []),
@@ -278,6 +281,13 @@ ARGS = [
 
 # Constraints beyond the kind of a value: (argument, exception, call)
 SPECIFIC = [
+    ("spec", TypeError, lambda: ct.sweep(3)),
+    ("spec", ValueError, lambda: ct.sweep("no-such-spec.toml")),
+    ("grid.lr", ValueError, lambda: ct.sweep({**SWEEP, "grid": {"lr": [-1.0]}})),  # names the spec key
+    ("client", TypeError, lambda: ct.sweep(SWEEP, client=3)),
+    ("out_dir", TypeError, lambda: ct.sweep(SWEEP, out_dir=3)),
+    ("progress", TypeError, lambda: ct.sweep(SWEEP, progress=3)),
+    ("registry", TypeError, lambda: ct.sweep(SWEEP, registry=3)),
     ("hessians", ValueError, lambda: ct.QuadraticModel([[[1.0, 0.0], [0.0, -1.0]]], [[0.0, 0.0]])),
     ("hessians", ValueError, lambda: ct.QuadraticModel([[[1.0, 1.0], [0.0, 1.0]]], [[0.0, 0.0]])),
     ("batch_size", ValueError, lambda: ct.LinearRegressionModel(X6, Y6, batch_size=4)),
@@ -359,6 +369,11 @@ def _is_record(cls):
 
 
 NOT_VALIDATED = {
+    ("sweep", "spec"): "a file, a dict or a SweepSpec, not a number (SPECIFIC)",
+    ("sweep", "client"): "a Dask client or an address (SPECIFIC)",
+    ("sweep", "out_dir"): "a folder (SPECIFIC)",
+    ("sweep", "progress"): "a callable (SPECIFIC)",
+    ("sweep", "registry"): "a mapping of quantities (SPECIFIC)",
     ("GradientMaps", "gradient"): "a callable, not a number (SPECIFIC)",
     ("GradientMaps", "hvp"): "a callable, not a number (SPECIFIC)",
     ("ks_against_cdf", "cdf"): "a callable, not a number (SPECIFIC)",

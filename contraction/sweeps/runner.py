@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Mapping
 
 from ..core._io import hold_folder
 from ..core._validation import check_positive_int, describe
@@ -106,13 +107,19 @@ def sweep(spec, client=None, *, out_dir=None, workers=None, progress=None, regis
     True
     """
     start = time.perf_counter()
-    registry = QUANTITIES if registry is None else registry
+    if registry is None:
+        registry = QUANTITIES
+    elif not isinstance(registry, Mapping):
+        raise TypeError(f"registry: expected None or a mapping of quantity names to functions, "
+                        f"got {describe(registry)}")
     spec = read_spec(spec, registry)
     report = _progress(progress)
     if client is not None and workers is not None:
         raise ValueError("workers: applies to a local run; with a Dask client the cluster's workers run the cells")
     workers = default_workers() if workers is None else check_positive_int(workers, "workers")
     if out_dir is not None:
+        if not isinstance(out_dir, (str, os.PathLike)) or not os.fspath(out_dir):
+            raise TypeError(f"out_dir: expected None or a folder (str or os.PathLike), got {describe(out_dir)}")
         out_dir = os.fsdecode(os.fspath(out_dir))
     own_client = isinstance(client, str)
     if own_client:
