@@ -29,7 +29,7 @@ from ._validation import (
     describe,
 )
 from .affine_map import AffineMap, _finite_result
-from .maps import AffineMaps
+from .maps import AffineMaps, checked_apply
 
 __all__ = ["LowRankAffineMaps", "check_affine_family"]
 
@@ -197,21 +197,7 @@ class LowRankAffineMaps:
         >>> bool(np.array_equal(maps.apply([2.0, 2.0], 0), [1.0, 3.0]))
         True
         """
-        theta = as_float_array(theta, "theta")
-        if theta.ndim == 0 or theta.shape[-1] != self.dim:
-            raise ValueError(f"theta: expected shape (..., {self.dim}), got {describe(theta)}")
-        index = as_indices(index, "index", self.n_maps)
-        try:
-            lead = np.broadcast_shapes(index.shape, theta.shape[:-1])
-        except ValueError as exc:
-            raise ValueError(
-                f"index: expected a shape that broadcasts with {theta.shape[:-1]} (theta's leading axes), "
-                f"got {describe(index)}"
-            ) from exc
-        check_output_size((*lead, self.dim + self.rank), "index", what="an output")
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = self.step(theta, index)
-        return _finite_result(out, "theta", "T_index(θ)")
+        return checked_apply(self, theta, index, self.dim + self.rank, "T_index(θ)")
 
     def step(self, theta: np.ndarray, index) -> np.ndarray:
         """Unchecked :meth:`apply` for the iteration engines.
@@ -472,7 +458,9 @@ class LowRankAffineMaps:
                 if d <= 2 * r:
                     A = np.matmul(np.swapaxes(self._left[part], 1, 2), self._right[part]) * -s[:, None, None]
                     A[:, np.arange(d), np.arange(d)] += 1.0
-                    out[part] = np.linalg.norm(A, 2, axis=(1, 2))
+                    norms = np.linalg.norm(A, 2, axis=(1, 2))
+                    # r < d: A_i is the identity on the complement of the span of U_i, so ‖A_i‖₂ >= 1 exactly
+                    out[part] = np.maximum(1.0, norms) if r < d else norms
                 elif self.symmetric:
                     ev = np.linalg.eigvalsh(np.matmul(self._right[part], np.swapaxes(self._right[part], 1, 2)))
                     out[part] = np.maximum(1.0, np.abs(1.0 - s[:, None] * ev).max(axis=1))

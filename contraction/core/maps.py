@@ -156,21 +156,7 @@ class AffineMaps:
         >>> bool(np.array_equal(maps.apply([[2.0], [2.0]], [0, 1]), [[2.0], [4.0]]))
         True
         """
-        theta = as_float_array(theta, "theta")
-        if theta.ndim == 0 or theta.shape[-1] != self.dim:
-            raise ValueError(f"theta: expected shape (..., {self.dim}), got {describe(theta)}")
-        index = as_indices(index, "index", self.n_maps)
-        try:
-            lead = np.broadcast_shapes(index.shape, theta.shape[:-1])
-        except ValueError as exc:
-            raise ValueError(
-                f"index: expected a shape that broadcasts with {theta.shape[:-1]} (theta's leading axes), "
-                f"got {describe(index)}"
-            ) from exc
-        check_output_size((*lead, self.dim + 1), "index", what="an output")
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = self.step(theta, index)
-        return _finite_result(out, "theta", "A_index θ + b_index")
+        return checked_apply(self, theta, index, self.dim + 1, "A_index θ + b_index")
 
     def step(self, theta: np.ndarray, index) -> np.ndarray:
         """Unchecked :meth:`apply` for the iteration engines.
@@ -437,6 +423,30 @@ class GradientMaps:
 
     def __repr__(self) -> str:
         return f"GradientMaps(n_maps={self.n_maps}, lr={self.lr})"
+
+
+
+def checked_apply(maps, theta, index, work: int, formula: str) -> np.ndarray:
+    """``maps.step(theta, index)`` after validating both, refusing an overflowing result.
+
+    ``work`` is the number of values per point the step holds at once (for the
+    output-size check); ``formula`` names the result in the overflow message.
+    """
+    theta = as_float_array(theta, "theta")
+    if theta.ndim == 0 or theta.shape[-1] != maps.dim:
+        raise ValueError(f"theta: expected shape (..., {maps.dim}), got {describe(theta)}")
+    index = as_indices(index, "index", maps.n_maps)
+    try:
+        lead = np.broadcast_shapes(index.shape, theta.shape[:-1])
+    except ValueError as exc:
+        raise ValueError(
+            f"index: expected a shape that broadcasts with {theta.shape[:-1]} (theta's leading axes), "
+            f"got {describe(index)}"
+        ) from exc
+    check_output_size((*lead, work), "index", what="an output")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = maps.step(theta, index)
+    return _finite_result(out, "theta", formula)
 
 
 def check_affine_maps(maps, name: str = "maps") -> AffineMaps:
