@@ -32,6 +32,7 @@ from .core.models import LinearRegressionModel
 from .core.regression_data import digits_random_features
 from .core.sampling import sample_batches
 from .experiments import NNExperimentResult, run_nn_experiment
+from .sweeps import sweep
 from .theory.diagnostics import contraction_constant, lyapunov_exponent, mean_square_radius
 from .theory.examples import (
     gaussian_least_squares_1d,
@@ -453,6 +454,59 @@ def write_experiment_figures(result: NNExperimentResult, out_dir) -> list[str]:
             plotting.save_figure(accuracy_figure(result), os.path.join(out_dir, "test_accuracy.png"))]
 
 
+# The network phase diagram: a small MLP on the digits, so that the whole grid runs in seconds on one core.
+_NN_PHASE = {False: ({"lr": [0.1, 0.3, 1.0], "batch_size": [8, 16, 32], "seed": [0, 1]},
+                     {"hidden": 32, "warmup": 300, "steps": 40}),
+             True: ({"lr": [0.1, 1.0], "batch_size": [8, 32], "seed": [0]}, {"hidden": 16, "warmup": 100, "steps": 20})}
+# Per panel: the value drawn, its title, its y label, the claim's threshold and the claim in words.
+_NN_PHASE_PANELS = (
+    ("backward_over_forward_final_step_norm", "final step norm, backward / forward",
+     r"$\overline{\|\tilde\theta_{n+1} - \tilde\theta_n\|} \,/\, \overline{\|\theta_{n+1} - \theta_n\|}$",
+     0.1, "claim: backward steps settle (ratio < 0.1)"),
+    ("backward_over_forward_loss_total_variation", "loss total variation, backward / forward",
+     r"$\mathrm{TV}(\tilde L) \,/\, \mathrm{TV}(L)$", 1.0, "claim: backward loss smoother (ratio < 1)"),
+)
+
+
+def _nn_phase(quick, rng):
+    grid, model = _NN_PHASE[quick]
+    spec = {"sweep": {"name": "nn_phase", "seed": int(rng.integers(2**32)), "quantities": ["nn_experiment"]},
+            "model": {"kind": "mlp", "data": "digits", "weight_decay": 0.0, **model}, "grid": grid}
+    res = sweep(spec, workers=1)  # in this process: the figure is the same on any machine
+    lrs, batch_sizes, n_seeds = np.array(grid["lr"]), grid["batch_size"], len(grid["seed"])
+    fig, axes = plotting.new_figure(2, width=5.2, height=4.4)
+    missing = 0
+    for ax, (name, title, ylabel, threshold, claim) in zip(axes, _NN_PHASE_PANELS, strict=True):
+        values = res.values(name)  # axes (lr, batch size, seed); nan where a run diverged
+        missing = max(missing, int(np.sum(~np.isfinite(values))))
+        n = np.sum(np.isfinite(values), axis=-1)
+        mean = np.array([[np.mean(v[np.isfinite(v)]) if np.any(np.isfinite(v)) else np.nan for v in row]
+                         for row in values])
+        err = np.array([[np.std(v[np.isfinite(v)], ddof=1) if np.sum(np.isfinite(v)) > 1 else 0.0 for v in row]
+                        for row in values]) / np.sqrt(np.maximum(n, 1))
+        for k, b in enumerate(batch_sizes):
+            ok = np.isfinite(mean[:, k])
+            ax.errorbar(lrs[ok], mean[ok, k], yerr=err[ok, k] if n_seeds > 1 else None, marker="o", ms=4,
+                        capsize=2, color=("tab:blue", "tab:orange", "tab:green", "tab:red")[k % 4],
+                        label=rf"batch size $B = {b}$")
+        ax.axhline(threshold, color="0.2", ls="--", lw=1, label=claim)
+        ax.axhline(1.0 if threshold < 1 else 0.1, color="0.6", ls=":", lw=1,
+                   label="ratio 1: as large as forward" if threshold < 1 else "ratio 0.1")
+        ax.set(xscale="log", yscale="log", xlabel=r"learning rate $h$", ylabel=ylabel)
+        ax.set_xticks(lrs, [f"{h:g}" for h in lrs])
+        ax.tick_params(axis="x", which="minor", labelbottom=False)
+        ax.set_title(title, fontsize=10)
+        ax.legend(loc="best", fontsize=7, framealpha=0.85)
+    seeds = "one seed" if n_seeds == 1 else f"mean ± s.e. over {n_seeds} seeds"
+    title = (f"Backward and forward SGD over learning rate × batch size: MLP (one hidden layer of {model['hidden']}) "
+             f"on {_DATA['digits']}\n{model['warmup']} warm-up steps of forward SGD, then {model['steps']} compared "
+             f"steps, no weight decay; {seeds}")
+    if missing:
+        title += f"\n{missing} of {values.size} runs diverged or had nothing to compare: left out"
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 #: Figure file name to the function ``(quick, rng) -> matplotlib.figure.Figure`` that computes and draws it.
 FIGURES = {
     "trajectories.png": _trajectories,
@@ -462,6 +516,7 @@ FIGURES = {
     "lie_slopes.png": _lie,
     "nn_curves.png": _nn,
     "heavy_tail_phase.png": _heavy_tail_phase,
+    "nn_phase.png": _nn_phase,
 }
 
 

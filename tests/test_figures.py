@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+import contraction as ct
 import contraction.experiments as ex
 from contraction import figures, plotting
 from contraction.figures import FIGURES, build_figure
@@ -304,3 +305,38 @@ def test_log_ticks(lo, hi, expected):
 def test_log_ticks_refuses_a_range_that_is_not_positive():
     with pytest.raises(ValueError, match=r"^lo, hi: expected 0 < lo <= hi"):
         plotting.log_ticks(0.0, 1.0)
+
+
+def test_nn_phase_draws_the_sweeps_ratios_per_batch_size_with_the_claims_thresholds(drawn):
+    fig = drawn("nn_phase.png")
+    grid, model = figures._NN_PHASE[True]
+    seed = int(figures._streams(figures.FIGURE_SEED)["nn_phase.png"].integers(2**32))
+    res = ct.sweep({"sweep": {"name": "nn_phase", "seed": seed, "quantities": ["nn_experiment"]},
+                    "model": {"kind": "mlp", "data": "digits", "weight_decay": 0.0, **model}, "grid": grid}, workers=1)
+    assert res.ok and res.spec.shape == (2, 2, 1)
+    # a cell holds the experiment's own numbers: the mean of the last step norms and the summary's ratios
+    cell = res.spec.cells[-1]
+    run = ex.run_nn_experiment(model="mlp", lr=cell.params["lr"], rng=cell.rng("nn_experiment"),
+                               **{k: cell.params[k] for k in ("data", "batch_size", "hidden", "warmup", "steps")})
+    values = res.cells[-1].values
+    assert values["backward_final_step_norm"] == run.methods["backward"].final_step_norm
+    assert values["backward_final_step_norm"] != float(run.methods["backward"].step_norm[-1])
+    assert values["backward_over_forward_final_step_norm"] == run.summary.backward_over_forward_final_step_norm
+    assert (values["backward_over_forward_loss_total_variation"]
+            == run.summary.backward_over_forward_loss_total_variation)
+    assert "MLP" in _suptitle(fig) and "digits" in _suptitle(fig) and "100 warm-up steps" in _suptitle(fig)
+    names = ["backward_over_forward_final_step_norm", "backward_over_forward_loss_total_variation"]
+    for ax, name, threshold in zip(fig.axes, names, (0.1, 1.0), strict=True):
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log" and "$" in ax.get_ylabel()
+        ratios = res.values(name)[..., 0]  # one seed: the mean is the value
+        containers = [c for c in ax.containers if c.get_label().startswith("batch size")]
+        assert [c.get_label() for c in containers] == [rf"batch size $B = {b}$" for b in grid["batch_size"]]
+        for k, container in enumerate(containers):
+            line = container.lines[0]
+            ok = np.isfinite(ratios[:, k])
+            np.testing.assert_array_equal(line.get_xdata(), np.array(grid["lr"])[ok])
+            np.testing.assert_array_equal(line.get_ydata(), ratios[ok, k])
+        levels = {float(line.get_ydata()[0]) for line in ax.get_lines() if len(set(line.get_ydata())) == 1
+                  and line.get_linestyle() in ("--", ":")}
+        assert levels == {0.1, 1.0}
+        assert any(f"< {threshold:g})" in t.get_text() for t in ax.get_legend().get_texts())

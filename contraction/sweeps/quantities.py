@@ -34,8 +34,10 @@ The built-in quantities (the values they return in brackets):
 * ``ou_error``: ``‖Σ_OU − Σ‖_F / ‖Σ‖_F``, the relative error of the
   Ornstein–Uhlenbeck covariance (``ou_error``, or ``"none exists"``);
 * ``nn_experiment``: a whole network experiment (:func:`contraction.experiments.run_nn_experiment`):
-  per method the final test accuracy, loss total variation, final step norm
-  and gradient evaluations, and whether the run diverged.
+  per method the final test accuracy, loss total variation, final step norm (the mean of the last
+  ``max(5, N // 10)`` step norms) and gradient evaluations, and whether the run diverged; the
+  ratios backward over forward of both (``backward_over_forward_final_step_norm``,
+  ``backward_over_forward_loss_total_variation``; ``None`` where nothing was compared).
 """
 
 from __future__ import annotations
@@ -274,11 +276,20 @@ def _nn_experiment(cell, rng):
         out["divergence"] = res.divergence
     for name, m in res.methods.items():
         out[f"{name}_final_test_accuracy"] = m.final_test_accuracy
-        out[f"{name}_loss_total_variation"] = m.loss_total_variation
-        out[f"{name}_final_step_norm"] = float(m.step_norm[-1]) if len(m.step_norm) else None
+        out[f"{name}_loss_total_variation"] = float(m.loss_total_variation)
+        out[f"{name}_final_step_norm"] = _number_or_none(m.final_step_norm)
         out[f"{name}_gradient_evals"] = m.gradient_evals
         out[f"{name}_hvp_evals"] = m.hvp_evals
+    s = res.summary
+    out["backward_over_forward_final_step_norm"] = _number_or_none(s.backward_over_forward_final_step_norm)
+    out["backward_over_forward_loss_total_variation"] = _number_or_none(s.backward_over_forward_loss_total_variation)
     return out
+
+
+def _number_or_none(value):
+    """``value`` as a float, or ``None`` where there is no number (``nan``: no steps, or nothing to compare)."""
+    x = float(value)
+    return None if np.isnan(x) else x
 
 
 #: The quantities a spec may ask for, by name; add an entry to register another.
