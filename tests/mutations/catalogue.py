@@ -136,8 +136,12 @@ MUTANTS: list[Mutant] = [
            ("tests/test_lie_regulariser.py", "tests/test_lie_checks.py")),
     # --- models, moments, diagnostics, laws, approximations -------------------------------------
     Mutant("regression_hessian_not_averaged", "library", "contraction/core/models.py",
-           'np.einsum("mki,mkj->mij", Xb, Xb) / b, "X"', 'np.einsum("mki,mkj->mij", Xb, Xb), "X"',
+           'np.einsum("mki,mkj->mij", self._Xb, self._Xb) / b, "X"',
+           'np.einsum("mki,mkj->mij", self._Xb, self._Xb), "X"',
            "batch Hessian X_BᵀX_B without the 1/|B|", MODELS),
+    Mutant("regression_low_rank_scale_not_averaged", "library", "contraction/core/models.py",
+           'np.full(m, h / b), "lr"', 'np.full(m, h), "lr"',
+           "low-rank least-squares maps I − h X_BᵀX_B without the 1/|B|", (*MODELS, "tests/test_lowrank.py")),
     Mutant("regression_offset_sign", "library", "contraction/core/models.py",
            'np.einsum("mki,mk->mi", Xb, yb) / b, "y"', '-np.einsum("mki,mk->mi", Xb, yb) / b, "y"',
            "linear term X_Bᵀy_B with the wrong sign", MODELS),
