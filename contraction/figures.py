@@ -21,18 +21,15 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
 
 from . import plotting
+from ._figures_phase import _DIGITS, _heavy_tail_phase, _nn_phase
 from .core._fitting import loglog_slope
 from .core._validation import as_float_array, as_generator, check_positive_int, describe
 from .core.iterates import backward_iterates, forward_iterates
 from .core.maps import AffineMaps, GradientMaps
-from .core.models import LinearRegressionModel
-from .core.regression_data import digits_random_features
 from .core.sampling import sample_batches
 from .experiments import NNExperimentResult, run_nn_experiment
-from .sweeps import sweep
 from .theory.diagnostics import contraction_constant, lyapunov_exponent, mean_square_radius
 from .theory.examples import (
     gaussian_least_squares_1d,
@@ -42,9 +39,7 @@ from .theory.examples import (
     two_point_cdf,
     two_point_quadratic,
 )
-from .theory.ou import mean_square_threshold
 from .theory.samples import stationary_samples
-from .theory.tails import tail_index
 
 __all__ = [
     "FIGURES",
@@ -70,7 +65,7 @@ METHOD_STYLES = {
     "bracket_corrected": ("bracket-corrected forward", "tab:red"),
 }
 _MODELS = {"mlp": "MLP", "cnn": "CNN (4 kernels 3×3)"}
-_DATA = {"digits": "scikit-learn digits (8×8 images, 10 classes)",
+_DATA = {"digits": _DIGITS,
          "synthetic": "synthetic teacher-student data (16 features, 4 classes)"}
 
 
@@ -167,50 +162,6 @@ def _stability(quick, rng):
     fig, axes = plotting.new_figure(1, width=6.5, height=4.6)
     plotting.draw_stability_vs_lr(axes[0], lrs, lyap, ms, 2 / 3, gaussian_lyapunov_threshold(),
                                   r"E3: 1-D least squares, $x \sim N(0, 1)$, batch size 1")
-    return fig
-
-
-def _lyapunov_boundary(model, lo, hi, seed, n_steps):
-    """The learning rate where ``γ(h) = 0`` in ``[lo, hi]`` (common random numbers along h), or nan."""
-    gamma = lambda h: lyapunov_exponent(model.sgd_maps(h), rng=seed, n_steps=n_steps, n_chains=8).exponent
-    if not (gamma(lo) < 0 < gamma(hi)):
-        return float("nan")
-    return float(scipy.optimize.brentq(gamma, lo, hi, xtol=1e-3 * lo))
-
-
-def _heavy_tail_phase(quick, rng):
-    X, y = digits_random_features(4, n_rows=1680, rng=0)
-    batch_sizes = (2, 8) if quick else (2, 4, 8)
-    lrs = np.array([0.1, 0.14, 0.2]) if quick else np.geomspace(0.09, 0.3, 7)
-    seeds = rng.spawn(2 * len(batch_sizes))
-    fig, axes = plotting.new_figure(1, width=7.2, height=5.6)
-    ax = axes[0]
-    colors = ("tab:blue", "tab:orange", "tab:green", "tab:red")
-    for k, b in enumerate(batch_sizes):
-        model = LinearRegressionModel(X, y, batch_size=b)
-        streams = seeds[k].spawn(len(lrs))
-        res = [tail_index(model.sgd_maps(h), rng=g, n_steps=60 if quick else 150, n_chains=64 if quick else 128)
-               for h, g in zip(lrs, streams, strict=True)]
-        alpha = np.array([r.alpha for r in res])
-        err = 2 * np.array([r.stderr for r in res])
-        h_ms = mean_square_threshold(model)
-        h_gamma = _lyapunov_boundary(model, float(lrs[-1]), 3.0, int(seeds[len(batch_sizes) + k].integers(2**63)),
-                                     300 if quick else 1500)
-        ax.errorbar(lrs, alpha, yerr=err, color=colors[k], marker="o", ms=4, capsize=2,
-                    label=rf"$B = {b}$: $\alpha$ (± 2 s.e.)")
-        ax.plot([h_ms], [2.0], ls="none", marker="s", ms=7, color=colors[k], mfc="white",
-                label=rf"$B = {b}$: mean-square boundary $h = {h_ms:.3f}$")
-        if np.isfinite(h_gamma):
-            ax.axvline(h_gamma, color=colors[k], ls="--", lw=1,
-                       label=rf"$B = {b}$: Lyapunov boundary $\gamma = 0$ at $h = {h_gamma:.2f}$")
-    ax.axhline(2.0, color="0.4", ls=":", lw=1, label=r"$\alpha = 2$: variance infinite below")
-    ax.set_xscale("log")
-    ax.set_xlabel(r"learning rate $h$")
-    ax.set_ylabel(r"tail index $\alpha$")
-    ax.set_title("Heavy-tail phase diagram: least squares on 4 random ReLU features\n"
-                 "of the digits (1,680 rows); SGD with batch size $B$", fontsize=10)
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=7, frameon=False)
     return fig
 
 
@@ -452,59 +403,6 @@ def write_experiment_figures(result: NNExperimentResult, out_dir) -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
     return [plotting.save_figure(nn_curves_figure(result), os.path.join(out_dir, "curves.png")),
             plotting.save_figure(accuracy_figure(result), os.path.join(out_dir, "test_accuracy.png"))]
-
-
-# The network phase diagram: a small MLP on the digits, so that the whole grid runs in seconds on one core.
-_NN_PHASE = {False: ({"lr": [0.1, 0.3, 1.0], "batch_size": [8, 16, 32], "seed": [0, 1]},
-                     {"hidden": 32, "warmup": 300, "steps": 40}),
-             True: ({"lr": [0.1, 1.0], "batch_size": [8, 32], "seed": [0]}, {"hidden": 16, "warmup": 100, "steps": 20})}
-# Per panel: the value drawn, its title, its y label, the claim's threshold and the claim in words.
-_NN_PHASE_PANELS = (
-    ("backward_over_forward_final_step_norm", "final step norm, backward / forward",
-     r"$\overline{\|\tilde\theta_{n+1} - \tilde\theta_n\|} \,/\, \overline{\|\theta_{n+1} - \theta_n\|}$",
-     0.1, "claim: backward steps settle (ratio < 0.1)"),
-    ("backward_over_forward_loss_total_variation", "loss total variation, backward / forward",
-     r"$\mathrm{TV}(\tilde L) \,/\, \mathrm{TV}(L)$", 1.0, "claim: backward loss smoother (ratio < 1)"),
-)
-
-
-def _nn_phase(quick, rng):
-    grid, model = _NN_PHASE[quick]
-    spec = {"sweep": {"name": "nn_phase", "seed": int(rng.integers(2**32)), "quantities": ["nn_experiment"]},
-            "model": {"kind": "mlp", "data": "digits", "weight_decay": 0.0, **model}, "grid": grid}
-    res = sweep(spec, workers=1)  # in this process: the figure is the same on any machine
-    lrs, batch_sizes, n_seeds = np.array(grid["lr"]), grid["batch_size"], len(grid["seed"])
-    fig, axes = plotting.new_figure(2, width=5.2, height=4.4)
-    missing = 0
-    for ax, (name, title, ylabel, threshold, claim) in zip(axes, _NN_PHASE_PANELS, strict=True):
-        values = res.values(name)  # axes (lr, batch size, seed); nan where a run diverged
-        missing = max(missing, int(np.sum(~np.isfinite(values))))
-        n = np.sum(np.isfinite(values), axis=-1)
-        mean = np.array([[np.mean(v[np.isfinite(v)]) if np.any(np.isfinite(v)) else np.nan for v in row]
-                         for row in values])
-        err = np.array([[np.std(v[np.isfinite(v)], ddof=1) if np.sum(np.isfinite(v)) > 1 else 0.0 for v in row]
-                        for row in values]) / np.sqrt(np.maximum(n, 1))
-        for k, b in enumerate(batch_sizes):
-            ok = np.isfinite(mean[:, k])
-            ax.errorbar(lrs[ok], mean[ok, k], yerr=err[ok, k] if n_seeds > 1 else None, marker="o", ms=4,
-                        capsize=2, color=("tab:blue", "tab:orange", "tab:green", "tab:red")[k % 4],
-                        label=rf"batch size $B = {b}$")
-        ax.axhline(threshold, color="0.2", ls="--", lw=1, label=claim)
-        ax.axhline(1.0 if threshold < 1 else 0.1, color="0.6", ls=":", lw=1,
-                   label="ratio 1: as large as forward" if threshold < 1 else "ratio 0.1")
-        ax.set(xscale="log", yscale="log", xlabel=r"learning rate $h$", ylabel=ylabel)
-        ax.set_xticks(lrs, [f"{h:g}" for h in lrs])
-        ax.tick_params(axis="x", which="minor", labelbottom=False)
-        ax.set_title(title, fontsize=10)
-        ax.legend(loc="best", fontsize=7, framealpha=0.85)
-    seeds = "one seed" if n_seeds == 1 else f"mean ± s.e. over {n_seeds} seeds"
-    title = (f"Backward and forward SGD over learning rate × batch size: MLP (one hidden layer of {model['hidden']}) "
-             f"on {_DATA['digits']}\n{model['warmup']} warm-up steps of forward SGD, then {model['steps']} compared "
-             f"steps, no weight decay; {seeds}")
-    if missing:
-        title += f"\n{missing} of {values.size} runs diverged or had nothing to compare: left out"
-    fig.suptitle(title, fontsize=10)
-    return fig
 
 
 #: Figure file name to the function ``(quick, rng) -> matplotlib.figure.Figure`` that computes and draws it.

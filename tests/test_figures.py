@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 import contraction as ct
 import contraction.experiments as ex
-from contraction import figures, plotting
+from contraction import _figures_phase, figures, plotting
 from contraction.figures import FIGURES, build_figure
 
 METHOD_LABELS = ["forward SGD", "backward SGD", "anchored window", "bracket-corrected forward"]
@@ -309,7 +309,7 @@ def test_log_ticks_refuses_a_range_that_is_not_positive():
 
 def test_nn_phase_draws_the_sweeps_ratios_per_batch_size_with_the_claims_thresholds(drawn):
     fig = drawn("nn_phase.png")
-    grid, model = figures._NN_PHASE[True]
+    grid, model = _figures_phase._NN_PHASE[True]
     seed = int(figures._streams(figures.FIGURE_SEED)["nn_phase.png"].integers(2**32))
     res = ct.sweep({"sweep": {"name": "nn_phase", "seed": seed, "quantities": ["nn_experiment"]},
                     "model": {"kind": "mlp", "data": "digits", "weight_decay": 0.0, **model}, "grid": grid}, workers=1)
@@ -340,3 +340,40 @@ def test_nn_phase_draws_the_sweeps_ratios_per_batch_size_with_the_claims_thresho
                   and line.get_linestyle() in ("--", ":")}
         assert levels == {0.1, 1.0}
         assert any(f"< {threshold:g})" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_heavy_tail_phase_draws_alpha_gamma_and_rho_per_batch_size_with_both_boundaries(drawn):
+    fig = drawn("heavy_tail_phase.png")
+    alpha_ax, gamma_ax, rho_ax = fig.axes
+    X, y = ct.digits_random_features(4, n_rows=1680, rng=0)
+    seeds = figures._streams(figures.FIGURE_SEED)["heavy_tail_phase.png"].spawn(4)  # quick: B = 2 and 8
+    lrs = [0.1, 0.14, 0.2]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[0] == r"$B = 2$: $\alpha$ (± 2 s.e.), $\gamma$, $\rho$" and labels[-1].startswith(r"$\rho = 1$")
+    for k, b in enumerate((2, 8)):
+        model = ct.LinearRegressionModel(X, y, batch_size=b)
+        # the α panel: the tail indices of the figure's k-th stream, one child stream per learning rate
+        alpha = [ct.tail_index(model.sgd_maps(h), rng=g, n_steps=60, n_chains=64).alpha
+                 for h, g in zip(lrs, seeds[k].spawn(3), strict=True)]
+        np.testing.assert_array_equal(alpha_ax.containers[k].lines[0].get_ydata(), alpha)
+        h_ms = ct.mean_square_threshold(model)
+        color = ("tab:blue", "tab:orange")[k]
+        gamma_line, rho_line = (next(line for line in ax.get_lines() if line.get_marker() == "o"
+                                     and line.get_color() == color) for ax in (gamma_ax, rho_ax))
+        hs = np.asarray(rho_line.get_xdata())
+        np.testing.assert_allclose(rho_line.get_ydata(), [ct.mean_square_radius(model.sgd_maps(h)) for h in hs],
+                                   rtol=1e-12)
+        rho = np.asarray(rho_line.get_ydata())
+        assert np.all((rho < 1) == (hs < h_ms))  # ρ crosses 1 at the marked mean-square boundary
+        for ax, level in ((alpha_ax, 2.0), (rho_ax, 1.0)):
+            squares = [line for line in ax.get_lines() if line.get_marker() == "s"]
+            assert [float(line.get_xdata()[0]) for line in squares][k] == h_ms
+            assert float(squares[k].get_ydata()[0]) == level
+        h_gamma = {float(line.get_xdata()[0]) for ax in fig.axes for line in ax.get_lines()
+                   if line.get_linestyle() == "--" and line.get_color() == color}
+        assert len(h_gamma) == 1  # the same Lyapunov boundary in the three panels
+        (h_gamma,) = h_gamma
+        gamma, past = np.asarray(gamma_line.get_ydata()), hs > lrs[-1]
+        assert np.all((gamma[past] > 0) == (hs[past] > h_gamma))  # γ crosses 0 at the marked Lyapunov boundary
+    assert {float(ax.get_lines()[-1].get_ydata()[0]) for ax in fig.axes} == {2.0, 0.0, 1.0}
+    assert rho_ax.get_yscale() == "log" and all(ax.get_xlim() == alpha_ax.get_xlim() for ax in fig.axes)
