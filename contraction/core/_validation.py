@@ -239,6 +239,25 @@ def as_indices(value, name: str, count: int | None = None, ndim: int | tuple[int
     return arr
 
 
+
+def broadcast_indices(index, count: int, theta: np.ndarray, width: int, owner: str = "theta") -> np.ndarray:
+    """Map indices for a stack of points ``theta`` (..., d): valid, broadcastable, and a bounded output.
+
+    ``width`` is the number of values per point the result holds (for
+    :func:`check_output_size`); ``owner`` names ``theta`` in the message.
+    """
+    index = as_indices(index, "index", count)
+    try:
+        lead = np.broadcast_shapes(index.shape, theta.shape[:-1])
+    except ValueError as exc:
+        raise ValueError(
+            f"index: expected a shape that broadcasts with {theta.shape[:-1]} ({owner}'s leading axes), "
+            f"got {describe(index)}"
+        ) from exc
+    check_output_size((*lead, width), "index", what="an output")
+    return index
+
+
 def check_probs(probs, m: int, name: str = "probs") -> np.ndarray:
     """Sampling probabilities over ``m`` batches; ``None`` means uniform."""
     if probs is None:

@@ -18,6 +18,7 @@ from ._kernels import chain_matmul
 from ._validation import (
     as_float_array,
     as_indices,
+    broadcast_indices,
     check_lr,
     check_output_size,
     check_positive_int,
@@ -435,15 +436,7 @@ def checked_apply(maps, theta, index, work: int, formula: str) -> np.ndarray:
     theta = as_float_array(theta, "theta")
     if theta.ndim == 0 or theta.shape[-1] != maps.dim:
         raise ValueError(f"theta: expected shape (..., {maps.dim}), got {describe(theta)}")
-    index = as_indices(index, "index", maps.n_maps)
-    try:
-        lead = np.broadcast_shapes(index.shape, theta.shape[:-1])
-    except ValueError as exc:
-        raise ValueError(
-            f"index: expected a shape that broadcasts with {theta.shape[:-1]} (theta's leading axes), "
-            f"got {describe(index)}"
-        ) from exc
-    check_output_size((*lead, work), "index", what="an output")
+    index = broadcast_indices(index, maps.n_maps, theta, work)
     with np.errstate(over="ignore", invalid="ignore"):
         out = maps.step(theta, index)
     return _finite_result(out, "theta", formula)

@@ -18,7 +18,7 @@ import numpy as np
 from ._validation import (
     MAX_OUTPUT_BYTES,
     as_float_array,
-    as_indices,
+    broadcast_indices,
     check_lr,
     check_output_size,
     check_positive_int,
@@ -119,16 +119,7 @@ class _AffineGradientModel:
         return theta
 
     def _index(self, index, theta: np.ndarray, name: str = "theta") -> np.ndarray:
-        index = as_indices(index, "index", self.n_batches)
-        try:
-            lead = np.broadcast_shapes(index.shape, theta.shape[:-1])
-        except ValueError as exc:
-            raise ValueError(
-                f"index: expected a shape that broadcasts with {theta.shape[:-1]} ({name}'s leading axes), "
-                f"got {describe(index)}"
-            ) from exc
-        check_output_size((*lead, self.dim), "index", what="an output")
-        return index
+        return broadcast_indices(index, self.n_batches, theta, self.dim, name)
 
     def _gradient(self, theta, index) -> np.ndarray:
         """:meth:`gradient` with its arguments checked but its result unchecked (the map family's callable).
