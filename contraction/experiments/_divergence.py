@@ -177,23 +177,22 @@ class Watch:
         """
         n = batches.shape[1]
         block = int(max(1, min(_WARMUP_BLOCK, (1 << 21) // max(1, theta.size))))
+        final = None  # the training loss at the end of the last block
         for a in range(0, n, block):
             b = min(n, a + block)
             trajectory, nonfinite = finite_prefix(
                 lambda m, a=a, start=theta: forward_iterates(maps, start, batches[:, a:a + m])[0], b - a, theta)
             end = None if nonfinite is not None else self.curves(trajectory[-1:], test=False)
             if end is not None and end[2] is None:
-                theta = trajectory[-1]
+                theta, final = trajectory[-1], float(end[0][0])
                 continue
             _, _, row, reason = self.curves(trajectory, test=False)  # row 0, the block's start, passed before
             if row is None:  # only the iterate after the block, or the block's end (evaluated alone), failed
                 row, reason = (nonfinite, "its iterate is not finite") if end is None else (b - a, end[3])
             return None, self.divergence("warm-up", a + row, n, reason)
-        if n:  # a warm-up that ends above the untrained network's loss did not train: it diverged, slowly
-            final = float(self.curves(theta[None], test=False)[0][0])
-            if final > self.reference:
-                return None, self.divergence("warm-up", n, n, f"training loss {final:.3g} at its end, above the "
-                                             f"untrained network's {self.reference:.3g}: it did not train")
+        if final is not None and final > self.reference:  # it did not train: it diverged, slowly
+            return None, self.divergence("warm-up", n, n, f"training loss {final:.3g} at its end, above the "
+                                         f"untrained network's {self.reference:.3g}: it did not train")
         return theta, None
 
     def divergence(self, run: str, step: int, of: int, reason: str) -> Divergence:
