@@ -1,14 +1,18 @@
 """Per-chain matrix products: chain c's result never depends on the other chains.
 
-Every product here is evaluated chain by chain with numpy's stacked
-``matmul``, which makes one BLAS call per chain on that chain's own
-``(r, p) × (p, k)`` product, with C-contiguous operands of the same layout
-on every path. The floating-point operations that produce chain ``c`` are
-then fixed by the shapes alone: they do not change with the number of
-chains, their order, how they are grouped by batch, split into tiles or
-threads, or which steps are saved. One 2-D GEMM over all the chains of a
-batch is never used: BLAS may sum a row differently depending on the number
-of rows (register blocking, a separate kernel for a single row).
+Two kinds of product, each with a result fixed by the chain's own values:
+
+* a row times a matrix (the forward step, a backward product's rows): one
+  row of a 2-D GEMM (:class:`RowGemm`) whose number of rows is a multiple of
+  16. BLAS sums every row of such a GEMM the same way, whatever the other
+  rows, their number and the row's place, and whatever other columns sit
+  beside its matrix (checked in ``tests/test_determinism.py``); a single row
+  goes to a matrix-vector kernel that sums in another order, so it is never
+  used. One GEMM over all the chains of a step, against all maps side by
+  side or one per map, is then the same, bit for bit, as one chain alone;
+* a small matrix times a matrix (:func:`chain_matmul` with ``r > 1``): one
+  BLAS call per chain on its own ``(r, p) × (p, k)`` product, with
+  C-contiguous operands of the same layout on every path.
 
 BLAS may also split one large product over threads and sum it in another
 order; :func:`single_thread_blas` pins it to one thread while an engine
@@ -25,8 +29,12 @@ import os
 
 import numpy as np
 
-__all__ = ["chain_matmul", "over_chain_slices", "single_thread_blas", "work_workers"]
+__all__ = ["RowGemm", "chain_matmul", "over_chain_slices", "padded_rows", "single_thread_blas", "work_workers"]
 
+# Every row product is a row of a 2-D GEMM whose number of rows is a multiple of this (and never one row).
+_ROW_PAD = 16
+# Rows of one GEMM against all stacked maps: at most this many values in its (rows, m k) result.
+_CONCAT_VALUES = 2**16
 # Group chains by batch (one stacked call per batch, the batch's matrix broadcast) from this many chains per batch.
 _GROUP_MIN_CHAINS_PER_BATCH = 16
 # Gather the chains' matrices when they hold at most this many values (1 MiB); sort by batch beyond.
@@ -71,7 +79,9 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
 def chain_matmul(X: np.ndarray, mats: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``Y[c] = X[c] @ mats[index[c]]`` for ``X`` (C, r, p), ``mats`` (m, p, k), ``index`` (C,).
 
-    One BLAS call per chain on its own ``(r, p) × (p, k)`` product. With many
+    One row (``r == 1``): each chain's product is a row of a 2-D GEMM
+    (:class:`RowGemm`). Otherwise one BLAS call per chain on its own
+    ``(r, p) × (p, k)`` product. With many
     chains per batch, ``r < k`` and more than 1 MiB of matrices to gather,
     chains are sorted by batch and each group is one stacked call with the
     batch's matrix broadcast; otherwise the matrices are gathered. Both give
@@ -81,6 +91,8 @@ def chain_matmul(X: np.ndarray, mats: np.ndarray, index: np.ndarray) -> np.ndarr
     mats = _contiguous(np.asarray(mats, dtype=np.float64))
     index = np.asarray(index, dtype=np.int64)
     C, r, p = X.shape
+    if r == 1:
+        return row_products(X[:, 0], mats, index)[:, None]
     m, _, k = mats.shape
     Y = np.empty((C, r, k))
     if not (_use_groups(C, m) and r < k and C * p * k > _GATHER_MAX_VALUES):
@@ -94,6 +106,101 @@ def chain_matmul(X: np.ndarray, mats: np.ndarray, index: np.ndarray) -> np.ndarr
         np.matmul(Xs[s:e], mats[i], out=Ys[s:e])
     Y[order] = Ys
     return Y
+
+
+def padded_rows(n: int) -> int:
+    """The smallest multiple of ``_ROW_PAD`` (at least ``_ROW_PAD``) that holds ``n`` rows."""
+    return max(_ROW_PAD, -(-n // _ROW_PAD) * _ROW_PAD)
+
+
+def _concat_is_cheaper(rows: int, m: int, p: int, k: int) -> bool:
+    """One GEMM against all ``m`` maps (``m`` times the flops) or one per map present (overhead per call)."""
+    if m == 1:
+        return True
+    concat = 2.0 * rows * p * m * k / 1e10
+    grouped = 2.0 * rows * p * k / 1e10 + m * 4e-6 + rows * (p + k) * 8 / 2e9
+    return concat <= grouped
+
+
+class RowGemm:
+    """Row products ``Y[c] = X[c] @ mats[index[c]]`` for ``rows`` rows, each one row of a 2-D GEMM.
+
+    Every product is computed as one row of a two-dimensional GEMM whose
+    number of rows is a multiple of ``_ROW_PAD`` (never a single row: BLAS
+    hands one row to a matrix-vector kernel that sums in another order),
+    against ``mats[i]`` or against all maps side by side (``[M_0 | … |
+    M_{m−1}]``, then the row's block is read). A row of a GEMM is summed the
+    same way whatever the other rows and columns, the number of rows and
+    where it sits (``tests/test_determinism.py`` checks it), so a row's
+    result depends on its own values only: not on the number of chains,
+    their order or grouping. ``k == 1`` (one output column, where BLAS uses a
+    matrix-vector kernel too) is summed elementwise, term by term in order.
+    Buffers are allocated once, for repeated calls.
+
+    Parameters
+    ----------
+    mats : ndarray, shape (m, p, k)
+        The matrices.
+    rows : int
+        Rows per call, a multiple of ``_ROW_PAD`` (see :func:`padded_rows`).
+    """
+
+    def __init__(self, mats: np.ndarray, rows: int):
+        self.mats = _contiguous(np.asarray(mats, dtype=np.float64))
+        m, p, k = self.mats.shape
+        self.rows = rows
+        self.concat = k > 1 and _concat_is_cheaper(rows, m, p, k)
+        if k == 1:
+            return
+        if self.concat:
+            self.cat = np.ascontiguousarray(np.swapaxes(self.mats, 0, 1).reshape(p, m * k))
+            self.Y = np.empty((rows, m * k))
+            self.base = np.arange(rows) * m
+        else:
+            self.Xs = np.empty((rows + _ROW_PAD * m, p))
+            self.Ys = np.empty((rows + _ROW_PAD * m, k))
+
+    def __call__(self, X: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Write ``X[c] @ mats[index[c]]`` into ``out[c]``; ``X`` (rows, p) and ``out`` (rows, k) C-contiguous."""
+        m, p, k = self.mats.shape
+        if k == 1:
+            col = self.mats[:, :, 0]
+            np.multiply(X[:, 0], col[index, 0], out=out[:, 0])
+            for j in range(1, p):
+                out[:, 0] += X[:, j] * col[index, j]
+            return out
+        if self.concat:
+            np.matmul(X, self.cat, out=self.Y)
+            np.take(self.Y.reshape(-1, k), self.base + index, axis=0, out=out)
+            return out
+        order, bounds = _sort_by_batch(index, m)
+        sizes = np.diff(bounds)
+        starts = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(-(-sizes // _ROW_PAD) * _ROW_PAD, out=starts[1:])
+        ranked = index[order]
+        dest = np.empty(self.rows, dtype=np.int64)  # row c's place in the padded, grouped layout
+        dest[order] = starts[ranked] + (np.arange(self.rows) - bounds[ranked])
+        source = np.zeros(starts[-1], dtype=np.int64)  # padding repeats row 0: its products are never read
+        source[dest] = np.arange(self.rows)
+        Xs, Ys = self.Xs[: starts[-1]], self.Ys[: starts[-1]]
+        np.take(X, source, axis=0, out=Xs)
+        for i in np.flatnonzero(sizes):
+            s, e = starts[i], starts[i + 1]
+            np.matmul(Xs[s:e], self.mats[i], out=Ys[s:e])
+        np.take(Ys, dest, axis=0, out=out)
+        return out
+
+
+def row_products(X: np.ndarray, mats: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``X[c] @ mats[index[c]]`` for rows ``X`` (K, p), one call of :class:`RowGemm` (rows padded); (K, k)."""
+    K, p = X.shape
+    rows = padded_rows(K)
+    Xp = np.zeros((rows, p))
+    Xp[:K] = X
+    ind = np.zeros(rows, dtype=np.int64)
+    ind[:K] = index
+    out = np.empty((rows, mats.shape[2]))
+    return RowGemm(mats, rows)(Xp, ind, out)[:K]
 
 
 def _workers(n_chains: int, m: int) -> int:

@@ -129,6 +129,17 @@ class AffineMaps:
         M.setflags(write=False)
         return M
 
+    @cached_property
+    def _diagonal(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(a, b)`` with ``A_i = diag(a_i)``, shapes (m, d), when every ``A_i`` is diagonal; else ``None``."""
+        d = self.dim
+        diag = np.diagonal(self.A, axis1=1, axis2=2)
+        if np.count_nonzero(self.A) != np.count_nonzero(diag):
+            return None
+        a, b = np.ascontiguousarray(diag), np.ascontiguousarray(self.b)
+        a.setflags(write=False)
+        return (a, b) if d >= 1 else None
+
     # --- application ----------------------------------------------------------
     def apply(self, theta, index) -> np.ndarray:
         """Apply ``T_index`` to ``theta``.
@@ -187,6 +198,10 @@ class AffineMaps:
         theta = np.asarray(theta, dtype=np.float64)
         index = np.asarray(index, dtype=np.int64)
         d = self.dim
+        if self._diagonal is not None:  # a_i ⊙ θ + b_i: what the row product gives (its other terms are zeros)
+            a, b = self._diagonal
+            with np.errstate(over="ignore", invalid="ignore"):
+                return np.add(np.multiply(a[index], theta), b[index])
         if theta.ndim == 2 and index.shape == theta.shape[:1]:  # a stack of points, one map each
             X = np.empty((len(theta), 1, d + 1))
             X[:, 0, :d] = theta
