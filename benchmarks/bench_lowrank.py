@@ -27,8 +27,8 @@ import time
 import numpy as np
 
 import contraction as ct
+from contraction.core._engines import affine_backward as _affine_backward
 from contraction.core._kernels import single_thread_blas
-from contraction.core.iterates import _affine_backward
 
 MEMORY = r"""
 import resource

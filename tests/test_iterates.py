@@ -111,8 +111,8 @@ def test_save_steps_selects_rows(fn):
 
 
 def test_backward_block_scan_matches_sequential(monkeypatch):
-    """Long horizons go through several scan blocks; the carry must join them."""
-    import contraction.core.iterates as it
+    """Long horizons with tiny tiles of chains (the working-memory budget); every tile must scan alike."""
+    import contraction.core._engines as it
 
     rng = np.random.default_rng(5)
     maps = ct.AffineMaps(0.4 * rng.normal(size=(4, 3, 3)), rng.normal(size=(4, 3)))

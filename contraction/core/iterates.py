@@ -39,16 +39,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._engines import affine_backward, affine_forward, iterate_and_save, low_rank_backward, low_rank_forward
 from ._kernels import (
-    _GATHER_MAX_VALUES,
-    _ROW_PAD,
-    RowGemm,
-    _concat_is_cheaper,
-    _sort_by_batch,
-    over_chain_slices,
-    padded_rows,
     single_thread_blas,
-    work_workers,
 )
 from ._validation import DivergenceError, as_float_array, as_indices, check_output_size, describe
 from .lowrank import LowRankAffineMaps
@@ -57,20 +50,6 @@ from .maps import AffineMaps, family_size
 __all__ = ["MAX_STEPS", "apply_words", "backward_iterates", "check_diverged", "forward_iterates", "iterate_and_save",
            "prepare_iteration", "step_finite"]
 
-# Working memory of the backward scan (bytes): a tile of chains holds its products and one block of
-# gathered factors within it. The budget changes the tiles and blocks, never a result.
-_SCAN_BUDGET = 1 << 24
-# Values held by one tile of a row-product engine (its products against all maps) or one chunk of steps.
-_TILE_VALUES = 2**17
-# Values held before they are written into the output (saved steps, all chains).
-_SAVE_VALUES = 2**17
-# Values per step (chains x d) and steps per chunk of the elementwise (diagonal) engines.
-_ELEMENTWISE_VALUES = 4096
-_ELEMENTWISE_STEPS = 16
-# Most chains in one tile of the forward engine.
-_TILE_CHAINS = 4096
-# Rank of the block updates of the low-rank backward scan (steps per block: this over the maps' rank).
-_BLOCK_RANK = 128
 # Map applications allowed to recompute backward iterates whose products overflowed (per call).
 _RECOMPUTE_LIMIT = 5 * 10**7
 # Longest batch sequence (steps) an iteration function accepts.
@@ -129,43 +108,6 @@ def prepare_iteration(maps, theta0, idx, save_steps=None):
     return idx, theta0, steps
 
 
-def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.ndarray, read=None):
-    """The saved-steps loop of every iteration engine.
-
-    Runs ``state = advance(k, state)`` for ``k = 0, …, n_steps − 1`` (step
-    ``k + 1``) and writes ``read(state)`` (default: the state itself) into
-    ``out[:, j]`` when step ``steps[j]`` is reached; step 0 is read from the
-    initial state. Overflow is left to :func:`check_diverged`. Returns the
-    final state.
-    """
-    read = (lambda s: s) if read is None else read
-    save = np.zeros(n_steps + 1, dtype=bool)
-    save[steps] = True
-    per_step = max(1, int(np.prod(out.shape[2:], dtype=np.int64)) * out.shape[0])
-    buf = np.empty((max(1, min(steps.size, _SAVE_VALUES // per_step)), out.shape[0], *out.shape[2:]))
-    held = pos = 0
-
-    def flush():  # a few saved steps at once: each chain's row of out is written in longer runs
-        nonlocal held, pos
-        out[:, pos:pos + held] = np.swapaxes(buf[:held], 0, 1)
-        pos += held
-        held = 0
-
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        if save[0]:
-            buf[0] = read(state)
-            held = 1
-        for k in range(n_steps):
-            state = advance(k, state)
-            if save[k + 1]:
-                if held == len(buf):
-                    flush()
-                buf[held] = read(state)
-                held += 1
-        flush()
-    return state
-
-
 def _diverged(order: str, chain: int, step: int) -> DivergenceError:
     return DivergenceError(
         f"{order} iterates overflowed: chain {chain} is non-finite at step {step} "
@@ -205,329 +147,6 @@ def step_finite(maps, theta: np.ndarray, index: np.ndarray) -> np.ndarray:
     if new.shape != theta.shape:
         raise ValueError(f"maps: expected step(theta, index) to return shape {theta.shape}, got {new.shape}")
     return new
-
-
-def _affine_forward(maps: AffineMaps, theta0, idx, steps):
-    """``θ_k = [θ_{k−1}, 1] @ M_{ξ_k}`` per chain, each a row of a GEMM (:class:`RowGemm`), chains sliced over threads.
-
-    Diagonal maps (and ``d = 1``) take the elementwise form ``a_ξ ⊙ θ + b_ξ``
-    (:func:`_diagonal_forward`), which gives the same bits.
-    """
-    C = idx.shape[0]
-    d, m = maps.dim, maps.n_maps
-    out = np.empty((C, steps.size, d))
-    if maps._diagonal is not None:
-        a_, b_ = maps._diagonal
-        over_chain_slices(lambda a, b: _diagonal_forward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]),
-                          C, m)
-        return out
-    M = maps._row_matrices
-
-    def run(a, b):
-        concat = _concat_is_cheaper(padded_rows(min(b - a, _TILE_CHAINS)), m, d + 1, d)
-        tile = _tile_rows(m, d + 1, d) if concat else _TILE_CHAINS  # all maps' products stay in cache
-        for t in range(a, b, tile):
-            K = min(b, t + tile) - t
-            (_concat_forward if concat else _sorted_forward)(M, theta0[t:t + K], idx[t:t + K], steps, out[t:t + K])
-
-    over_chain_slices(run, C, m, work_workers(C, 2 * (d + 1) * d))
-    return out
-
-
-def _concat_forward(M, theta0, idx, steps, out):
-    """Forward rows ``[θ, 1]`` against all maps side by side (one GEMM a step), then each row's block is read."""
-    K, n = idx.shape
-    m, D, d = M.shape
-    rows = padded_rows(K)
-    cat = np.ascontiguousarray(np.swapaxes(M, 0, 1).reshape(D, m * d))
-    X = np.zeros((rows, D))
-    X[:, d] = 1.0
-    X[:K, :d] = theta0
-    Y = np.empty((rows, m * d))
-    flat = Y.reshape(rows * m, d)
-    pick = np.arange(rows) * m
-    base = pick[:K].copy()
-
-    def advance(k, X):
-        np.matmul(X, cat, out=Y)
-        np.add(base, idx[:, k], out=pick[:K])
-        np.take(flat, pick, axis=0, out=X[:, :d])
-        return X
-
-    iterate_and_save(advance, X, n, steps, out, read=lambda X: X[:K, :d])
-
-
-def _sorted_forward(M, theta0, idx, steps, out):
-    """Forward rows grouped by the step's map: one gather and one GEMM per map present, a step.
-
-    The iterates stay where the last step's GEMMs wrote them (``where[c]``:
-    the row of chain ``c``); each step gathers them into groups by map,
-    every group padded to a multiple of ``_ROW_PAD`` rows, so each row is a
-    row of a GEMM against its map, as in :class:`RowGemm`.
-    """
-    K, n = idx.shape
-    m, D, d = M.shape
-    cap = padded_rows(K) + _ROW_PAD * m
-    X = np.empty((cap, D))
-    X[:, d] = 1.0
-    Y = np.zeros((cap, d))
-    Y[:K] = theta0
-    where = np.arange(K)
-    ranks = np.arange(K)
-    starts = np.zeros(m + 1, dtype=np.int64)
-
-    def advance(k, Y):
-        nonlocal where
-        order, bounds = _sort_by_batch(idx[:, k], m)
-        sizes = np.diff(bounds)
-        np.cumsum(-(-sizes // _ROW_PAD) * _ROW_PAD, out=starts[1:])
-        ranked = idx[order, k]
-        new = np.empty(K, dtype=np.int64)
-        new[order] = starts[ranked] + (ranks - bounds[ranked])
-        source = np.zeros(starts[-1], dtype=np.int64)  # padding repeats row 0: its products are never read
-        source[new] = where
-        np.take(Y, source, axis=0, out=X[:starts[-1], :d])
-        for i in np.flatnonzero(sizes):
-            np.matmul(X[starts[i]:starts[i + 1]], M[i], out=Y[starts[i]:starts[i + 1]])
-        where = new
-        return Y
-
-    iterate_and_save(advance, Y, n, steps, out, read=lambda Y: np.take(Y, where, axis=0))
-
-
-def _tile_rows(m: int, p: int, k: int) -> int:
-    """Chains per tile of the row-product engines: their products against all maps stay within ``_TILE_VALUES``."""
-    return int(max(_ROW_PAD, min(_TILE_CHAINS, _TILE_VALUES // (m * k + p + k))))
-
-
-def _elementwise_blocks(C: int, n: int, d: int):
-    """Tiles of chains and chunks of steps of the elementwise engines: ``(a, b, start, stop)``, tile by tile.
-
-    A tile's chunk (``_ELEMENTWISE_STEPS`` steps of ``_ELEMENTWISE_VALUES / d``
-    chains) stays in cache; the blocks are fixed by ``d`` alone, and the
-    engines carry their state across chunks exactly, so they never change a result.
-    """
-    tile = max(1, _ELEMENTWISE_VALUES // d)
-    for a in range(0, C, tile):
-        for start in range(0, n, _ELEMENTWISE_STEPS):
-            yield a, min(C, a + tile), start, min(n, start + _ELEMENTWISE_STEPS)
-
-
-def _diagonal_forward(a_, b_, theta0, idx, steps, out):
-    """``θ_k = a_{ξ_k} ⊙ θ_{k−1} + b_{ξ_k}`` (rounded product, then rounded sum), in tiles and chunks of steps.
-
-    This is what a row of the GEMM gives for a diagonal matrix (the other
-    terms are exact zeros), so both forms give the same bits.
-    """
-    C, n = idx.shape
-    d = a_.shape[1]
-    save = np.zeros(n + 1, dtype=bool)
-    save[steps] = True
-    table = np.ascontiguousarray(np.stack([a_, b_], axis=1))  # (m, 2, d)
-    pos0 = int(save[0])
-    out[:, :pos0] = theta0[:, None]
-    theta, pos = None, pos0
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        for a, b, start, stop in _elementwise_blocks(C, n, d):
-            if start == 0:
-                theta, pos = theta0[a:b].copy(), pos0
-            G = np.take(table, idx[a:b, start:stop].T, axis=0)  # (L, K, 2, d): step-major
-            marks = save[start + 1:stop + 1]
-            kept = np.empty((int(marks.sum()), b - a, d))
-            slot = 0
-            for j in range(stop - start):
-                np.multiply(G[j, :, 0], theta, out=theta)
-                np.add(theta, G[j, :, 1], out=theta)
-                if marks[j]:
-                    kept[slot] = theta
-                    slot += 1
-            out[a:b, pos:pos + slot] = np.swapaxes(kept, 0, 1)
-            pos += slot
-
-
-def _diagonal_backward(a_, b_, theta0, idx, steps, out):
-    """``θ̃_n = P_n ⊙ θ_0 + q_n``, ``P_n = P_{n−1} ⊙ a_{ξ_n}``, ``q_n = q_{n−1} + P_{n−1} ⊙ b_{ξ_n}``.
-
-    Cumulative products and sums along the steps, sequential (left to
-    right), in tiles and chunks of steps that carry ``P`` and ``q`` into
-    their first term, so blocks never change a result.
-    """
-    C, n = idx.shape
-    d = a_.shape[1]
-    save = np.zeros(n + 1, dtype=bool)
-    save[steps] = True
-    pos0 = int(save[0])
-    out[:, :pos0] = theta0[:, None]
-    P = q = None
-    pos = pos0
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        for a, b, start, stop in _elementwise_blocks(C, n, d):
-            if start == 0:
-                P, q, pos = np.ones((b - a, d)), np.zeros((b - a, d)), pos0
-            letters = idx[a:b, start:stop].T
-            A, W = np.take(a_, letters, axis=0), np.take(b_, letters, axis=0)  # (L, K, d)
-            np.multiply(P, A[0], out=A[0])
-            np.multiply(P, W[0], out=W[0])
-            np.add(q, W[0], out=W[0])
-            for j in range(1, stop - start):  # row by row: numpy's accumulate is slow along a short first axis
-                np.multiply(A[j - 1], A[j], out=A[j])
-                np.multiply(A[j - 1], W[j], out=W[j])
-                np.add(W[j - 1], W[j], out=W[j])
-            P, q = A[-1].copy(), W[-1].copy()
-            marks = np.flatnonzero(save[start + 1:stop + 1])
-            if marks.size:
-                th = A[marks]
-                th *= theta0[a:b]
-                th += W[marks]
-                out[a:b, pos:pos + marks.size] = np.swapaxes(th, 0, 1)
-                pos += marks.size
-
-
-def _backward_tile(C: int, D: int, m: int) -> int:
-    """Chains per tile of the backward scan: rows of the products (and against all maps) within ``_TILE_VALUES``."""
-    return int(max(1, min(C, _TILE_VALUES // (D * (m * D + 2 * D)))))
-
-
-def _affine_backward(maps: AffineMaps, theta0, idx, steps):
-    """``[θ̃_n; 1] = P_n x_0`` with ``P_1 = E_{ξ_1}``, ``P_n = P_{n−1} E_{ξ_n}`` (left to right, per chain).
-
-    The rows of every chain's ``P_{n−1}`` go through one :class:`RowGemm`
-    per step (each row a row of a GEMM), chains in tiles; the products of
-    the saved steps are kept (within ``_SCAN_BUDGET``) and read out together,
-    one fixed-shape product per chain. Neither tiles nor the steps saved
-    change a result. Diagonal maps use :func:`_diagonal_backward`.
-    """
-    C, n = idx.shape
-    d, m = maps.dim, maps.n_maps
-    D = d + 1
-    out = np.empty((C, steps.size, d))
-    if maps._diagonal is not None:
-        a_, b_ = maps._diagonal
-        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-            over_chain_slices(lambda a, b: _diagonal_backward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]),
-                              C, m)
-        return out
-    E = maps.augmented
-    x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)
-    save = np.zeros(n + 1, dtype=bool)
-    save[steps] = True
-    tile = _backward_tile(C, D, m)
-
-    def run_tile(a, b):
-        K = b - a
-        rows = padded_rows(K * D)
-        P = np.zeros((rows, D))
-        P[:K * D] = np.tile(np.eye(D), (K, 1))
-        nxt = np.empty_like(P)
-        ind = np.zeros(rows, dtype=np.int64)
-        product = RowGemm(E, rows)
-        keep = max(1, _SCAN_BUDGET // (8 * K * D * D))
-        kept = np.empty((K, min(keep, int(save.sum())), D, D))
-        slot, pos = 0, 0
-        if save[0]:
-            out[a:b, 0] = theta0[a:b]
-            pos = 1
-        for k in range(n):
-            ind[:K * D] = np.repeat(idx[a:b, k], D)
-            product(P, ind, nxt)
-            P, nxt = nxt, P
-            if save[k + 1]:
-                kept[:, slot] = P[:K * D].reshape(K, D, D)
-                slot += 1
-            if slot == kept.shape[1] or (k == n - 1 and slot):
-                out[a:b, pos:pos + slot] = np.matmul(kept[:, :slot], x0[a:b, None, :, None])[:, :, :d, 0]
-                pos += slot
-                slot = 0
-
-    def run(a, b):
-        for t in range(a, b, tile):
-            run_tile(t, min(b, t + tile))
-
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        over_chain_slices(run, C, m, work_workers(C, 2 * D * D * D))
-    return out
-
-
-def _low_rank_forward(maps: LowRankAffineMaps, theta0, idx, steps):
-    """``θ_k = θ_{k−1} − (s (θ_{k−1} V_i) U_iᵀ − b_i)`` per chain (``O(r d)``), chains sliced over threads.
-
-    Many chains are kept sorted by their current batch (as in
-    :func:`_grouped_forward`), in buffers reused at every step; each row gets
-    the same per-row products as :meth:`LowRankAffineMaps.step`.
-    """
-    C, n = idx.shape
-    d, r = maps.dim, maps.rank
-    out = np.empty((C, steps.size, d))
-
-    def run(a, b):
-        K = b - a
-        if K * r * d <= _GATHER_MAX_VALUES:
-            iterate_and_save(lambda k, x: maps._rows(x, idx[a:b, k]), theta0[a:b], n, steps, out[a:b])
-            return
-        state = np.empty((K, 1, d))
-        state[:, 0] = theta0[a:b]
-        gathered, T, S = np.empty_like(state), np.empty_like(state), np.empty((K, 1, r))
-        where, rows = np.arange(K), np.arange(K)  # where[c]: row of chain c in `state`
-
-        def advance(k, state):
-            index = idx[a:b, k]
-            order, bounds = _sort_by_batch(index, maps.n_maps)
-            np.take(state, where[order], axis=0, out=gathered, mode="clip")
-            maps._grouped(gathered, index[order], bounds, T, S)
-            np.subtract(gathered, T, out=state)
-            where[order] = rows
-            return state
-
-        iterate_and_save(advance, state, n, steps, out[a:b],
-                         read=lambda state: np.take(state[:, 0], where, axis=0, mode="clip"))
-
-    over_chain_slices(run, C, maps.n_maps, work_workers(C, 4 * r * d))
-    return out
-
-
-def _low_rank_backward(maps: LowRankAffineMaps, theta0, idx, steps):
-    """``θ̃_n = P_n θ_0 + q_n`` with ``P`` carried over blocks of ``k`` steps, ``k r ≈ min(_BLOCK_RANK, d)``.
-
-    A block ``T_{ξ_{n+1}} ∘ … ∘ T_{ξ_{n+k}} = (I − Ū V̄ᵀ) θ + c`` (rank ``k r``,
-    :meth:`LowRankAffineMaps._block`) updates ``P ← P − (P Ū) V̄ᵀ``,
-    ``q ← q + P c``, and gives its iterates as ``P z_j + q`` from the same
-    product ``P [Ū, c, Z]``: ``O(r d²)`` per step in matrix products of inner
-    size ``k r``. The blocks start at multiples of ``k`` (fixed by ``d`` and
-    ``r``), chains go in tiles of ``_SCAN_BUDGET``; every product is one
-    fixed-shape product per chain, so neither tiles nor saved steps change a result.
-    """
-    C, n = idx.shape
-    d, r = maps.dim, maps.rank
-    k = max(1, min(_BLOCK_RANK, d) // r)
-    out = np.empty((C, steps.size, d))
-    save = np.zeros(n + 1, dtype=bool)
-    save[steps] = True
-    tile = int(max(1, min(C, _SCAN_BUDGET // (16 * d * d))))
-
-    def run_tile(a, b):
-        P = np.broadcast_to(np.eye(d), (b - a, d, d)).copy()
-        spare = np.empty_like(P)
-        q = np.zeros((b - a, d, 1))
-        pos = int(save[0])
-        out[a:b, :pos] = theta0[a:b, None]
-        for start in range(0, n, k):
-            L = min(k, n - start)
-            F, Vt = maps._block(idx[a:b, start:start + L], theta0[a:b])
-            X = np.matmul(P, F)
-            marks = np.flatnonzero(save[start + 1:start + L + 1])
-            out[a:b, pos:pos + marks.size] = np.swapaxes(X[:, :, L * r + 1 + marks] + q, 1, 2)
-            pos += marks.size
-            q = q + X[:, :, L * r:L * r + 1]
-            np.subtract(P, np.matmul(X[:, :, :L * r], Vt, out=spare), out=spare)
-            P, spare = spare, P
-
-    def run(a, b):
-        for t in range(a, b, tile):
-            run_tile(t, min(b, t + tile))
-
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        over_chain_slices(run, C, maps.n_maps, work_workers(C, 4 * r * d * d))
-    return out
 
 
 def _recompute_overflowed(maps, theta0, idx, steps, out):
@@ -659,7 +278,7 @@ def forward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     """
     idx, theta0, steps = prepare_iteration(maps, theta0, idx, save_steps)
     if isinstance(maps, (AffineMaps, LowRankAffineMaps)):
-        engine = _affine_forward if isinstance(maps, AffineMaps) else _low_rank_forward
+        engine = affine_forward if isinstance(maps, AffineMaps) else low_rank_forward
         with single_thread_blas():
             out = engine(maps, theta0, idx, steps)
     else:
@@ -731,6 +350,6 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     if not (low_rank or isinstance(maps, AffineMaps)):
         return check_diverged(_general_backward(maps, theta0, idx, steps), steps, "backward")
     with single_thread_blas():
-        scan = _low_rank_backward if low_rank else _affine_backward
+        scan = low_rank_backward if low_rank else affine_backward
         out = _recompute_overflowed(maps, theta0, idx, steps, scan(maps, theta0, idx, steps))
     return check_diverged(out, steps, "backward")

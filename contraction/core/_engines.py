@@ -1,0 +1,410 @@
+"""The engines behind :func:`contraction.forward_iterates` and :func:`contraction.backward_iterates`.
+
+Affine maps, picked by shape:
+
+* diagonal maps (and ``d = 1``): elementwise forms, ``θ ← a_ξ ⊙ θ + b_ξ``
+  forward and cumulative products and sums backward, in tiles of chains and
+  chunks of steps that stay in cache;
+* otherwise rows advanced by row products (forward: ``[θ, 1] @ M_ξ``;
+  backward: the rows of ``P_n = P_{n−1} E_{ξ_n}``), each a row of a GEMM
+  (:mod:`contraction.core._kernels`): against all maps side by side when
+  ``m`` and ``d`` are small, else grouped by map, one GEMM per map a step.
+
+Low-rank maps ``I − s U Vᵀ`` use their factors (``O(r d)`` forward,
+``O(r d²)`` backward per step and chain). Every kernel gives chain ``i`` the
+same bits whatever the number of chains, tiles, chunks, threads and the
+steps saved.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernels import (
+    _GATHER_MAX_VALUES,
+    _ROW_PAD,
+    _concat_is_cheaper,
+    _sort_by_batch,
+    over_chain_slices,
+    padded_rows,
+    work_workers,
+)
+from .lowrank import LowRankAffineMaps
+from .maps import AffineMaps
+
+__all__ = ["affine_backward", "affine_forward", "iterate_and_save", "low_rank_backward", "low_rank_forward"]
+
+# Working memory of the backward scan (bytes): a tile of chains holds its products and one block of
+# gathered factors within it. The budget changes the tiles and blocks, never a result.
+_SCAN_BUDGET = 1 << 24
+# Values held by one tile of a row-product engine (its products against all maps) or one chunk of steps.
+_TILE_VALUES = 2**17
+# Values held before they are written into the output (saved steps, all chains).
+_SAVE_VALUES = 2**17
+# Values per step (chains x d) and steps per chunk of the elementwise (diagonal) engines.
+_ELEMENTWISE_VALUES = 4096
+_ELEMENTWISE_STEPS = 16
+# Most chains in one tile of the forward engine.
+_TILE_CHAINS = 4096
+# Rank of the block updates of the low-rank backward scan (steps per block: this over the maps' rank).
+_BLOCK_RANK = 128
+
+def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.ndarray, read=None):
+    """The saved-steps loop of every iteration engine.
+
+    Runs ``state = advance(k, state)`` for ``k = 0, …, n_steps − 1`` (step
+    ``k + 1``) and writes ``read(state)`` (default: the state itself) into
+    ``out[:, j]`` when step ``steps[j]`` is reached; step 0 is read from the
+    initial state. Overflow is left to :func:`check_diverged`. Returns the
+    final state.
+    """
+    read = (lambda s: s) if read is None else read
+    save = np.zeros(n_steps + 1, dtype=bool)
+    save[steps] = True
+    per_step = max(1, int(np.prod(out.shape[2:], dtype=np.int64)) * out.shape[0])
+    buf = np.empty((max(1, min(steps.size, _SAVE_VALUES // per_step)), out.shape[0], *out.shape[2:]))
+    held = pos = 0
+
+    def flush():  # a few saved steps at once: each chain's row of out is written in longer runs
+        nonlocal held, pos
+        out[:, pos:pos + held] = np.swapaxes(buf[:held], 0, 1)
+        pos += held
+        held = 0
+
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        if save[0]:
+            buf[0] = read(state)
+            held = 1
+        for k in range(n_steps):
+            state = advance(k, state)
+            if save[k + 1]:
+                if held == len(buf):
+                    flush()
+                buf[held] = read(state)
+                held += 1
+        flush()
+    return state
+
+
+def affine_forward(maps: AffineMaps, theta0, idx, steps):
+    """``θ_k = [θ_{k−1}, 1] @ M_{ξ_k}`` per chain, each a row of a GEMM, chains in tiles and sliced over threads.
+
+    Diagonal maps (and ``d = 1``) take the elementwise form ``a_ξ ⊙ θ + b_ξ``
+    (:func:`_diagonal_forward`), which gives the same bits.
+    """
+    C = idx.shape[0]
+    d, m = maps.dim, maps.n_maps
+    out = np.empty((C, steps.size, d))
+    if maps._diagonal is not None:
+        a_, b_ = maps._diagonal
+        over_chain_slices(lambda a, b: _diagonal_forward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]), C, m)
+        return out
+    M = maps._row_matrices
+
+    def run(a, b):
+        stepper, tile = _stepper(M, min(b - a, _TILE_CHAINS), 1)
+        for t in range(a, b, tile):
+            K = min(b, t + tile) - t
+            _advance_rows(stepper(M, theta0[t:t + K], 1), idx[t:t + K], steps, out[t:t + K], _read_rows)
+
+    over_chain_slices(run, C, m, work_workers(C, 2 * (d + 1) * d))
+    return out
+
+
+def _read_rows(rows):
+    return rows.chain_rows()
+
+
+def _advance_rows(rows, letters, steps, out, read):
+    """Advance a row stepper through the batch sequences ``letters`` (K, n), saving ``read(rows)``."""
+    iterate_and_save(lambda k, rows: rows.step(letters[:, k]), rows, letters.shape[1], steps, out, read=read)
+
+
+def _stepper(M, chains: int, r: int):
+    """The row stepper for up to ``chains`` chains of ``r`` rows against ``M`` (m, p, k), and chains per tile.
+
+    Against all maps side by side (tiles whose products stay within
+    ``_TILE_VALUES``) or grouped by map (``chains`` per tile). Both give the
+    same bits; the choice is only a matter of speed.
+    """
+    m, p, k = M.shape
+    if _concat_is_cheaper(padded_rows(chains * r), m, p, k):
+        return _AllMapsRows, int(max(1, min(chains, _TILE_VALUES // (r * (m * k + p + k)))))
+    return _GroupedRows, chains
+
+
+class _AllMapsRows:
+    """Rows of ``K`` chains (``r`` each), advanced by one GEMM against all maps side by side and a gather.
+
+    ``X`` (rows, p) holds the state in its first ``k`` columns (chain order)
+    and the constant columns after them (the ``1`` of ``[θ, 1]``); every
+    step computes ``X @ [M_0 | … | M_{m−1}]`` and reads each row's block.
+    """
+
+    def __init__(self, M, start, r):
+        m, p, k = M.shape
+        self.K, self.r, self.k, self.m = len(start) // r, r, k, m
+        rows = padded_rows(len(start))
+        self.cat = np.ascontiguousarray(np.swapaxes(M, 0, 1).reshape(p, m * k))
+        self.X = np.zeros((rows, p))
+        self.X[:, k:] = 1.0 if p > k else 0.0
+        self.X[:len(start), :k] = start
+        self.Y = np.empty((rows, m * k))
+        self.pick = np.arange(rows) * m
+        self.base = self.pick[:len(start)].copy()
+
+    def step(self, letters):
+        np.matmul(self.X, self.cat, out=self.Y)
+        np.add(self.base, letters if self.r == 1 else np.repeat(letters, self.r), out=self.pick[:len(self.base)])
+        np.take(self.Y.reshape(-1, self.k), self.pick, axis=0, out=self.X[:, :self.k])
+        return self
+
+    def chain_rows(self):
+        return self.X[:len(self.base), :self.k]
+
+
+class _GroupedRows:
+    """Rows of ``K`` chains (``r`` each), grouped by the step's map: one gather and one GEMM per map present.
+
+    The rows stay where the last step's GEMMs wrote them (``where[c]``: the
+    first row of chain ``c``); each step gathers them into groups by map,
+    every group padded to a multiple of ``_ROW_PAD`` rows, so each row is a
+    row of a GEMM against its map, as in :class:`RowGemm`.
+    """
+
+    def __init__(self, M, start, r):
+        m, p, k = M.shape
+        self.M, self.K, self.r, self.k, self.m = M, len(start) // r, r, k, m
+        cap = padded_rows(len(start)) + _ROW_PAD * m
+        self.X = np.empty((cap, p))
+        self.X[:, k:] = 1.0
+        self.Y = np.zeros((cap, k))
+        self.Y[:len(start)] = start
+        self.offsets = np.arange(r)
+        self.where = np.arange(self.K) * r
+        self.ranks = np.arange(self.K) * r
+        self.starts = np.zeros(m + 1, dtype=np.int64)
+
+    def _rows(self, first):
+        return (first[:, None] + self.offsets).ravel() if self.r > 1 else first
+
+    def step(self, letters):
+        order, bounds = _sort_by_batch(letters, self.m)
+        sizes = np.diff(bounds) * self.r
+        starts = self.starts
+        np.cumsum(-(-sizes // _ROW_PAD) * _ROW_PAD, out=starts[1:])
+        ranked = letters[order]
+        new = np.empty(self.K, dtype=np.int64)
+        new[order] = starts[ranked] + (self.ranks - bounds[ranked] * self.r)
+        source = np.zeros(starts[-1], dtype=np.int64)  # padding repeats row 0: its products are never read
+        source[self._rows(new)] = self._rows(self.where)
+        np.take(self.Y, source, axis=0, out=self.X[:starts[-1], :self.k])
+        for i in np.flatnonzero(sizes):
+            np.matmul(self.X[starts[i]:starts[i + 1]], self.M[i], out=self.Y[starts[i]:starts[i + 1]])
+        self.where = new
+        return self
+
+    def chain_rows(self):
+        return np.take(self.Y, self._rows(self.where), axis=0)
+
+
+def _elementwise_blocks(C: int, n: int, d: int):
+    """Tiles of chains and chunks of steps of the elementwise engines: ``(a, b, start, stop)``, tile by tile.
+
+    A tile's chunk (``_ELEMENTWISE_STEPS`` steps of ``_ELEMENTWISE_VALUES / d``
+    chains) stays in cache; the blocks are fixed by ``d`` alone, and the
+    engines carry their state across chunks exactly, so they never change a result.
+    """
+    tile = max(1, _ELEMENTWISE_VALUES // d)
+    for a in range(0, C, tile):
+        for start in range(0, n, _ELEMENTWISE_STEPS):
+            yield a, min(C, a + tile), start, min(n, start + _ELEMENTWISE_STEPS)
+
+
+def _diagonal_forward(a_, b_, theta0, idx, steps, out):
+    """``θ_k = a_{ξ_k} ⊙ θ_{k−1} + b_{ξ_k}`` (rounded product, then rounded sum), in tiles and chunks of steps.
+
+    This is what a row of the GEMM gives for a diagonal matrix (the other
+    terms are exact zeros), so both forms give the same bits.
+    """
+    C, n = idx.shape
+    d = a_.shape[1]
+    save = np.zeros(n + 1, dtype=bool)
+    save[steps] = True
+    table = np.ascontiguousarray(np.stack([a_, b_], axis=1))  # (m, 2, d)
+    pos0 = int(save[0])
+    out[:, :pos0] = theta0[:, None]
+    theta, pos = None, pos0
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        for a, b, start, stop in _elementwise_blocks(C, n, d):
+            if start == 0:
+                theta, pos = theta0[a:b].copy(), pos0
+            G = np.take(table, idx[a:b, start:stop].T, axis=0)  # (L, K, 2, d): step-major
+            marks = save[start + 1:stop + 1]
+            kept = np.empty((int(marks.sum()), b - a, d))
+            slot = 0
+            for j in range(stop - start):
+                np.multiply(G[j, :, 0], theta, out=theta)
+                np.add(theta, G[j, :, 1], out=theta)
+                if marks[j]:
+                    kept[slot] = theta
+                    slot += 1
+            out[a:b, pos:pos + slot] = np.swapaxes(kept, 0, 1)
+            pos += slot
+
+
+def _diagonal_backward(a_, b_, theta0, idx, steps, out):
+    """``θ̃_n = P_n ⊙ θ_0 + q_n``, ``P_n = P_{n−1} ⊙ a_{ξ_n}``, ``q_n = q_{n−1} + P_{n−1} ⊙ b_{ξ_n}``.
+
+    Cumulative products and sums along the steps, sequential (left to
+    right), in tiles and chunks of steps that carry ``P`` and ``q`` into
+    their first term, so blocks never change a result.
+    """
+    C, n = idx.shape
+    d = a_.shape[1]
+    save = np.zeros(n + 1, dtype=bool)
+    save[steps] = True
+    pos0 = int(save[0])
+    out[:, :pos0] = theta0[:, None]
+    P = q = None
+    pos = pos0
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        for a, b, start, stop in _elementwise_blocks(C, n, d):
+            if start == 0:
+                P, q, pos = np.ones((b - a, d)), np.zeros((b - a, d)), pos0
+            letters = idx[a:b, start:stop].T
+            A, W = np.take(a_, letters, axis=0), np.take(b_, letters, axis=0)  # (L, K, d)
+            np.multiply(P, A[0], out=A[0])
+            np.multiply(P, W[0], out=W[0])
+            np.add(q, W[0], out=W[0])
+            for j in range(1, stop - start):  # row by row: numpy's accumulate is slow along a short first axis
+                np.multiply(A[j - 1], A[j], out=A[j])
+                np.multiply(A[j - 1], W[j], out=W[j])
+                np.add(W[j - 1], W[j], out=W[j])
+            P, q = A[-1].copy(), W[-1].copy()
+            marks = np.flatnonzero(save[start + 1:stop + 1])
+            if marks.size:
+                th = A[marks]
+                th *= theta0[a:b]
+                th += W[marks]
+                out[a:b, pos:pos + marks.size] = np.swapaxes(th, 0, 1)
+                pos += marks.size
+
+
+def affine_backward(maps: AffineMaps, theta0, idx, steps):
+    """``[θ̃_n; 1] = P_n x_0`` with ``P_0 = I``, ``P_n = P_{n−1} E_{ξ_n}`` (left to right, per chain).
+
+    The rows of every chain's ``P`` advance by row products (each a row of
+    a GEMM), chains in tiles; the products of the saved steps are read out
+    a few at a time, one fixed-shape product per chain. Neither tiles nor
+    the steps saved change a result. Diagonal maps use :func:`_diagonal_backward`.
+    """
+    C = idx.shape[0]
+    d, m = maps.dim, maps.n_maps
+    D = d + 1
+    out = np.empty((C, steps.size, d))
+    if maps._diagonal is not None:
+        a_, b_ = maps._diagonal
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            over_chain_slices(lambda a, b: _diagonal_backward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]),
+                              C, m)
+        return out
+    E = maps.augmented
+    x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)[:, None, :, None]
+    budget = max(1, _SCAN_BUDGET // (8 * D * D * 4))
+
+    def run(a, b):
+        stepper, tile = _stepper(E, min(b - a, budget), D)
+        for t in range(a, b, tile):
+            K = min(b, t + tile) - t
+            start = x0[t:t + K]
+            _advance_rows(stepper(E, np.tile(np.eye(D), (K, 1)), D), idx[t:t + K], steps, out[t:t + K],
+                          lambda rows, x=start: np.matmul(rows.chain_rows().reshape(len(x), 1, D, D), x)[:, 0, :d, 0])
+
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        over_chain_slices(run, C, m, work_workers(C, 2 * D * D * D))
+    return out
+
+
+def low_rank_forward(maps: LowRankAffineMaps, theta0, idx, steps):
+    """``θ_k = θ_{k−1} − (s (θ_{k−1} V_i) U_iᵀ − b_i)`` per chain (``O(r d)``), chains sliced over threads.
+
+    Many chains are kept sorted by their current batch (as in
+    :class:`_GroupedRows`), in buffers reused at every step; each row gets
+    the same per-row products as :meth:`LowRankAffineMaps.step`.
+    """
+    C, n = idx.shape
+    d, r = maps.dim, maps.rank
+    out = np.empty((C, steps.size, d))
+
+    def run(a, b):
+        K = b - a
+        if K * r * d <= _GATHER_MAX_VALUES:
+            iterate_and_save(lambda k, x: maps._rows(x, idx[a:b, k]), theta0[a:b], n, steps, out[a:b])
+            return
+        state = np.empty((K, 1, d))
+        state[:, 0] = theta0[a:b]
+        gathered, T, S = np.empty_like(state), np.empty_like(state), np.empty((K, 1, r))
+        where, rows = np.arange(K), np.arange(K)  # where[c]: row of chain c in `state`
+
+        def advance(k, state):
+            index = idx[a:b, k]
+            order, bounds = _sort_by_batch(index, maps.n_maps)
+            np.take(state, where[order], axis=0, out=gathered, mode="clip")
+            maps._grouped(gathered, index[order], bounds, T, S)
+            np.subtract(gathered, T, out=state)
+            where[order] = rows
+            return state
+
+        iterate_and_save(advance, state, n, steps, out[a:b],
+                         read=lambda state: np.take(state[:, 0], where, axis=0, mode="clip"))
+
+    over_chain_slices(run, C, maps.n_maps, work_workers(C, 4 * r * d))
+    return out
+
+
+def low_rank_backward(maps: LowRankAffineMaps, theta0, idx, steps):
+    """``θ̃_n = P_n θ_0 + q_n`` with ``P`` carried over blocks of ``k`` steps, ``k r ≈ min(_BLOCK_RANK, d)``.
+
+    A block ``T_{ξ_{n+1}} ∘ … ∘ T_{ξ_{n+k}} = (I − Ū V̄ᵀ) θ + c`` (rank ``k r``,
+    :meth:`LowRankAffineMaps._block`) updates ``P ← P − (P Ū) V̄ᵀ``,
+    ``q ← q + P c``, and gives its iterates as ``P z_j + q`` from the same
+    product ``P [Ū, c, Z]``: ``O(r d²)`` per step in matrix products of inner
+    size ``k r``. The blocks start at multiples of ``k`` (fixed by ``d`` and
+    ``r``), chains go in tiles of ``_SCAN_BUDGET``; every product is one
+    fixed-shape product per chain, so neither tiles nor saved steps change a result.
+    """
+    C, n = idx.shape
+    d, r = maps.dim, maps.rank
+    k = max(1, min(_BLOCK_RANK, d) // r)
+    out = np.empty((C, steps.size, d))
+    save = np.zeros(n + 1, dtype=bool)
+    save[steps] = True
+    tile = int(max(1, min(C, _SCAN_BUDGET // (16 * d * d))))
+
+    def run_tile(a, b):
+        P = np.broadcast_to(np.eye(d), (b - a, d, d)).copy()
+        spare = np.empty_like(P)
+        q = np.zeros((b - a, d, 1))
+        pos = int(save[0])
+        out[a:b, :pos] = theta0[a:b, None]
+        for start in range(0, n, k):
+            L = min(k, n - start)
+            F, Vt = maps._block(idx[a:b, start:start + L], theta0[a:b])
+            X = np.matmul(P, F)
+            marks = np.flatnonzero(save[start + 1:start + L + 1])
+            out[a:b, pos:pos + marks.size] = np.swapaxes(X[:, :, L * r + 1 + marks] + q, 1, 2)
+            pos += marks.size
+            q = q + X[:, :, L * r:L * r + 1]
+            np.subtract(P, np.matmul(X[:, :, :L * r], Vt, out=spare), out=spare)
+            P, spare = spare, P
+
+    def run(a, b):
+        for t in range(a, b, tile):
+            run_tile(t, min(b, t + tile))
+
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        over_chain_slices(run, C, maps.n_maps, work_workers(C, 4 * r * d * d))
+    return out
+
+
