@@ -34,11 +34,15 @@ from .maps import AffineMaps
 
 __all__ = ["affine_backward", "affine_forward", "iterate_and_save", "low_rank_backward", "low_rank_forward"]
 
-# Working memory of the backward scan (bytes): a tile of chains holds its products and one block of
-# gathered factors within it. The budget changes the tiles and blocks, never a result.
+# Working memory of the backward scan (bytes): the chains and blocks handled together hold their
+# products within it. The budget changes the tiles and groups of blocks, never a result.
 _SCAN_BUDGET = 1 << 24
 # Values held by one tile of a row-product engine (its products against all maps) or one chunk of steps.
 _TILE_VALUES = 2**17
+# Steps per block of the backward scan (the blocks start at multiples of it, whatever else is computed),
+# and saved products held before they are read out.
+_SCAN_BLOCK = 64
+_SCAN_HELD = 8
 # Values held before they are written into the output (saved steps, all chains).
 _SAVE_VALUES = 2**17
 # Values per step (chains x d) and steps per chunk of the elementwise (diagonal) engines.
@@ -241,15 +245,17 @@ def _diagonal_forward(a_, b_, theta0, idx, steps, out):
                 theta, pos = theta0[a:b].copy(), pos0
             G = np.take(table, idx[a:b, start:stop].T, axis=0)  # (L, K, 2, d): step-major
             marks = save[start + 1:stop + 1]
-            kept = np.empty((int(marks.sum()), b - a, d))
+            kept = np.empty((int(marks.sum()) + 1, b - a, d))
             slot = 0
-            for j in range(stop - start):
-                np.multiply(G[j, :, 0], theta, out=theta)
-                np.add(theta, G[j, :, 1], out=theta)
+            for j in range(stop - start):  # a saved step is computed in its place in `kept`
+                new = kept[slot]
+                np.multiply(G[j, :, 0], theta, out=new)
+                np.add(new, G[j, :, 1], out=new)
                 if marks[j]:
-                    kept[slot] = theta
                     slot += 1
-            out[a:b, pos:pos + slot] = np.swapaxes(kept, 0, 1)
+                theta = new
+            theta = theta.copy()
+            out[a:b, pos:pos + slot] = np.swapaxes(kept[:slot], 0, 1)
             pos += slot
 
 
@@ -296,8 +302,8 @@ def affine_backward(maps: AffineMaps, theta0, idx, steps):
 
     The rows of every chain's ``P`` advance by row products (each a row of
     a GEMM), chains in tiles; the products of the saved steps are read out
-    a few at a time, one fixed-shape product per chain. Neither tiles nor
-    the steps saved change a result. Diagonal maps use :func:`_diagonal_backward`.
+    in blocks of steps (:func:`_blocked_scan`). Neither tiles nor the steps
+    saved change a result. Diagonal maps use :func:`_diagonal_backward`.
     """
     C = idx.shape[0]
     d, m = maps.dim, maps.n_maps
@@ -310,20 +316,85 @@ def affine_backward(maps: AffineMaps, theta0, idx, steps):
                               C, m)
         return out
     E = maps.augmented
-    x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)[:, None, :, None]
-    budget = max(1, _SCAN_BUDGET // (8 * D * D * 4))
+    x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)
+    tile = max(1, _scan_units(D))
 
     def run(a, b):
-        stepper, tile = _stepper(E, min(b - a, budget), D)
         for t in range(a, b, tile):
             K = min(b, t + tile) - t
-            start = x0[t:t + K]
-            _advance_rows(stepper(E, np.tile(np.eye(D), (K, 1)), D), idx[t:t + K], steps, out[t:t + K],
-                          lambda rows, x=start: np.matmul(rows.chain_rows().reshape(len(x), 1, D, D), x)[:, 0, :d, 0])
+            _blocked_scan(E, idx[t:t + K], steps, x0[t:t + K], out[t:t + K])
 
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         over_chain_slices(run, C, m, work_workers(C, 2 * D * D * D))
     return out
+
+
+def _scan_units(D: int) -> int:
+    """(Chain, block) pairs that :func:`_blocked_scan` holds at once within ``_SCAN_BUDGET``."""
+    per_pair = 8 * (D * D * (_SCAN_HELD + 2) + D * _SCAN_BLOCK)
+    return max(1, _SCAN_BUDGET // per_pair)
+
+
+def _blocked_scan(E, letters, steps, x0, out):
+    """Backward iterates by blocks of ``L = _SCAN_BLOCK`` steps: ``θ̃_{bL+j} = R_b (Q_{b,j} x_0)``.
+
+    ``Q_{b,j} = E_{ξ_{bL+1}} ⋯ E_{ξ_{bL+j}}`` (left to right) is computed for
+    all blocks of all chains side by side, each block a chain of the row
+    stepper (the rows of ``Q``, each a row of a GEMM), so a step of the
+    stepper advances every block at once; the carries ``R_{b+1} = R_b Q_{b,L}``
+    follow, one fixed-shape product per chain; then ``v = Q_{b,j} x_0``
+    (elementwise, term by term) and ``R_b [v_{b,1} … v_{b,L}]`` (one
+    fixed-shape product per chain and block). The blocks start at multiples
+    of ``L`` whatever the length of the sequence, so every iterate depends
+    on its own batches and step number only: not on the number of chains,
+    the blocks handled together, the steps saved or the steps after it.
+    Blocks are handled a group at a time (memory within ``_SCAN_BUDGET``).
+    """
+    K, n = letters.shape
+    D = x0.shape[1]
+    L = _SCAN_BLOCK
+    n_blocks = -(-n // L)
+    save = np.zeros(n_blocks * L + 1, dtype=bool)
+    save[steps] = True
+    group = max(1, min(n_blocks, _scan_units(D) // K))
+    R = np.broadcast_to(np.eye(D), (K, D, D)).copy()
+    pos = 0
+    if save[0]:
+        out[:, 0] = x0[:, :D - 1]
+        pos = 1
+    for g0 in range(0, n_blocks, group):
+        g = min(group, n_blocks - g0)
+        first, last = g0 * L, min(n, (g0 + g) * L)
+        block = np.zeros((K, g * L), dtype=np.int64)  # steps past n repeat map 0: never read
+        block[:, :last - first] = letters[:, first:last]
+        block = np.ascontiguousarray(block.reshape(K * g, L).T)
+        marks = np.flatnonzero(save[first + 1:first + g * L + 1].reshape(g, L).any(axis=0))
+        stepper, _ = _stepper(E, K * g, D)
+        rows = stepper(E, np.tile(np.eye(D), (K * g, 1)), D)
+        V = np.zeros((K, g, D, L))
+        Q = np.empty((D, min(_SCAN_HELD, max(1, marks.size)), K, g, D))  # Q[i, h, c, b, r]: entry (r, i)
+        done = 0
+        for j in range(L):
+            rows.step(block[j])
+            slot = np.searchsorted(marks, j)
+            if slot < marks.size and marks[slot] == j:
+                Q[:, slot - done] = np.moveaxis(rows.chain_rows().reshape(K, g, D, D), -1, 0)
+                if slot + 1 - done == Q.shape[1] or slot + 1 == marks.size:
+                    held = slot + 1 - done
+                    acc = Q[0, :held] * x0[None, :, None, None, 0]  # v_{b,j} = Q_{b,j} x_0, term by term
+                    for i in range(1, D):
+                        acc += Q[i, :held] * x0[None, :, None, None, i]
+                    V[:, :, :, marks[done:slot + 1]] = np.moveaxis(acc, 0, -1)
+                    done = slot + 1
+        ends = rows.chain_rows().reshape(K, g, D, D)
+        carries = np.empty((K, g, D, D))
+        for b in range(g):
+            carries[:, b] = R
+            R = np.matmul(R, ends[:, b])
+        W = np.matmul(carries, V)  # one (D, D) x (D, L) product per chain and block
+        keep = np.flatnonzero(save[first + 1:last + 1])
+        out[:, pos:pos + keep.size] = np.swapaxes(W, 2, 3).reshape(K, g * L, D)[:, keep, :D - 1]
+        pos += keep.size
 
 
 def low_rank_forward(maps: LowRankAffineMaps, theta0, idx, steps):
