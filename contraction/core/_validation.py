@@ -231,7 +231,7 @@ def as_indices(value, name: str, count: int | None = None, ndim: int | tuple[int
         raise TypeError(f"{name}: expected integer {what}, got {describe(arr)}")
     arr = arr.astype(np.int64, copy=False)
     _check_ndim(arr, name, ndim, f"integer {what}")
-    if arr.size:
+    if arr.size and (count is None or int(arr.view(np.uint64).max()) >= count):  # one pass: negatives wrap high
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or (count is not None and hi >= count):
             span = f"[0, {count - 1}]" if count is not None else "[0, inf)"
