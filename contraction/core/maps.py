@@ -132,13 +132,13 @@ class AffineMaps:
     @cached_property
     def _diagonal(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(a, b)`` with ``A_i = diag(a_i)``, shapes (m, d), when every ``A_i`` is diagonal; else ``None``."""
-        d = self.dim
         diag = np.diagonal(self.A, axis1=1, axis2=2)
         if np.count_nonzero(self.A) != np.count_nonzero(diag):
             return None
-        a, b = np.ascontiguousarray(diag), np.ascontiguousarray(self.b)
+        a, b = np.array(diag), np.array(self.b)
         a.setflags(write=False)
-        return (a, b) if d >= 1 else None
+        b.setflags(write=False)
+        return a, b
 
     # --- application ----------------------------------------------------------
     def apply(self, theta, index) -> np.ndarray:
@@ -183,9 +183,10 @@ class AffineMaps:
         Returns
         -------
         ndarray, shape (..., d)
-            ``A_index θ + b_index``, each point's product computed on its own
-            (``[θ, 1] @ [[A_iᵀ], [b_iᵀ]]``, one fixed-shape product per point),
-            so a point's result does not depend on the others.
+            ``A_index θ + b_index``: each point's ``[θ, 1] @ [[A_iᵀ], [b_iᵀ]]``
+            is a row of a GEMM that sums it the same way whatever the other
+            rows (elementwise ``a_i ⊙ θ + b_i`` for diagonal maps, the same
+            bits), so a point's result does not depend on the others.
 
         Examples
         --------
