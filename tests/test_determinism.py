@@ -180,7 +180,7 @@ def test_a_point_is_mapped_alike_sorted_by_batch_or_gathered(case):
 
 @pytest.mark.parametrize(("p", "k", "m"), [(2, 2, 3), (5, 4, 4), (9, 8, 4), (9, 9, 4), (33, 32, 8), (65, 64, 16)])
 def test_a_row_of_a_gemm_is_the_same_whatever_the_other_rows_and_maps(p, k, m):
-    """Rows of padded GEMMs (all maps side by side or one map at a time) give a row the same bits.
+    """Rows of GEMMs (all maps side by side, one map at a time, or a row pair per call) give a row the same bits.
 
     This is what makes chain ``i`` independent of the other chains; a BLAS
     that sums a row differently with the number of rows or columns fails here.
@@ -192,13 +192,14 @@ def test_a_row_of_a_gemm_is_the_same_whatever_the_other_rows_and_maps(p, k, m):
     index = rng.integers(0, m, size=3000)
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         results = []
-        for concat in (True, False):
+        for kind in ("all", "grouped", "pairs"):
             with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(kernels, "_concat_is_cheaper", lambda *args, concat=concat: concat)
+                mp.setattr(kernels, "_row_product_kind", lambda *args, kind=kind: kind)
                 results.append(kernels.row_products(X, mats, index))
                 for size in (1, 2, 17, 333):
                     for start in (0, 5, 2999 - size):
                         part = kernels.row_products(X[start:start + size], mats, index[start:start + size])
                         assert np.array_equal(part, results[-1][start:start + size])
         assert np.array_equal(results[0], results[1])
+        assert np.array_equal(results[0], results[2])
         np.testing.assert_allclose(results[0], np.einsum("cp,cpk->ck", X, mats[index]), rtol=1e-12, atol=1e-12)

@@ -34,7 +34,7 @@ __all__ = ["RowGemm", "chain_matmul", "over_chain_slices", "padded_rows", "singl
 # Every row product is a row of a 2-D GEMM whose number of rows is a multiple of this (and never one row).
 _ROW_PAD = 16
 # Rows of one GEMM against all stacked maps: at most this many values in its (rows, m k) result.
-_CONCAT_VALUES = 2**16
+_ALL_MAPS_VALUES = 2**22
 # Group chains by batch (one stacked call per batch, the batch's matrix broadcast) from this many chains per batch.
 _GROUP_MIN_CHAINS_PER_BATCH = 16
 # Gather the chains' matrices when they hold at most this many values (1 MiB); sort by batch beyond.
@@ -113,13 +113,27 @@ def padded_rows(n: int) -> int:
     return max(_ROW_PAD, -(-n // _ROW_PAD) * _ROW_PAD)
 
 
-def _concat_is_cheaper(rows: int, m: int, p: int, k: int) -> bool:
-    """One GEMM against all ``m`` maps (``m`` times the flops) or one per map present (overhead per call)."""
+def _row_product_kind(rows: int, m: int, p: int, k: int) -> str:
+    """How :class:`RowGemm` computes ``rows`` row products against ``m`` maps (p, k): the cheapest estimate.
+
+    ``"all"``: one GEMM against all maps side by side (``m`` times the
+    flops); ``"grouped"``: one GEMM per map present, rows grouped and padded
+    (a call per map); ``"pairs"``: each row, doubled, against its own gathered
+    matrix (a call per row). All three give the same bits.
+    """
     if m == 1:
-        return True
-    concat = 2.0 * rows * p * m * k / 1e10
-    grouped = 2.0 * rows * p * k / 1e10 + m * 4e-6 + rows * (p + k) * 8 / 2e9
-    return concat <= grouped
+        return "all"
+    cost = {
+        "all": 2.0 * rows * p * m * k / 1e10 if rows * m * k <= _ALL_MAPS_VALUES else np.inf,
+        "grouped": 2.0 * rows * p * k / 1e10 + min(m, rows) * 4e-6 + rows * (p + k) * 8 / 2e9,
+        "pairs": rows * (1e-6 + 4.0 * p * k / 1e10) if rows * p * k <= _GATHER_MAX_VALUES else np.inf,
+    }
+    return min(cost, key=cost.get)
+
+
+def _concat_is_cheaper(rows: int, m: int, p: int, k: int) -> bool:
+    """Whether the engines' row steppers go against all maps side by side rather than grouped by map."""
+    return _row_product_kind(rows, m, p, k) == "all"
 
 
 class RowGemm:
@@ -149,29 +163,32 @@ class RowGemm:
         self.mats = _contiguous(np.asarray(mats, dtype=np.float64))
         m, p, k = self.mats.shape
         self.rows = rows
-        self.concat = k > 1 and _concat_is_cheaper(rows, m, p, k)
-        if k == 1:
-            return
-        if self.concat:
+        self.kind = "sum" if k == 1 else _row_product_kind(rows, m, p, k)
+        if self.kind == "all":
             self.cat = np.ascontiguousarray(np.swapaxes(self.mats, 0, 1).reshape(p, m * k))
             self.Y = np.empty((rows, m * k))
             self.base = np.arange(rows) * m
-        else:
+        elif self.kind == "grouped":
             self.Xs = np.empty((rows + _ROW_PAD * m, p))
             self.Ys = np.empty((rows + _ROW_PAD * m, k))
 
     def __call__(self, X: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Write ``X[c] @ mats[index[c]]`` into ``out[c]``; ``X`` (rows, p) and ``out`` (rows, k) C-contiguous."""
         m, p, k = self.mats.shape
-        if k == 1:
+        if self.kind == "sum":
             col = self.mats[:, :, 0]
             np.multiply(X[:, 0], col[index, 0], out=out[:, 0])
             for j in range(1, p):
                 out[:, 0] += X[:, j] * col[index, j]
             return out
-        if self.concat:
+        if self.kind == "all":
             np.matmul(X, self.cat, out=self.Y)
             np.take(self.Y.reshape(-1, k), self.base + index, axis=0, out=out)
+            return out
+        if self.kind == "pairs":  # two rows per call: BLAS gives a single row to another kernel
+            doubled = np.empty((len(X), 2, p))
+            doubled[:, 0] = doubled[:, 1] = X
+            out[:] = np.matmul(doubled, np.take(self.mats, index, axis=0))[:, 0]
             return out
         order, bounds = _sort_by_batch(index, m)
         sizes = np.diff(bounds)
