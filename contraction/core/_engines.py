@@ -42,7 +42,7 @@ _TILE_VALUES = 2**17
 # Steps per block of the backward scan (the blocks start at multiples of it, whatever else is computed),
 # and saved products held before they are read out.
 _SCAN_BLOCK = 64
-_SCAN_HELD = 8
+_SCAN_HELD = 4
 # Values held before they are written into the output (saved steps, all chains).
 _SAVE_VALUES = 2**17
 # Values per step (chains x d) and steps per chunk of the elementwise (diagonal) engines.
@@ -343,8 +343,8 @@ def _blocked_scan(E, letters, steps, x0, out):
     stepper (the rows of ``Q``, each a row of a GEMM), so a step of the
     stepper advances every block at once; the carries ``R_{b+1} = R_b Q_{b,L}``
     follow, one fixed-shape product per chain; then ``v = Q_{b,j} x_0``
-    (elementwise, term by term) and ``R_b [v_{b,1} … v_{b,L}]`` (one
-    fixed-shape product per chain and block). The blocks start at multiples
+    (each row of ``Q`` a row of a GEMM against ``[x_0, 0]``, per chain) and
+    ``R_b [v_{b,1} … v_{b,L}]`` (one fixed-shape product per chain and block). The blocks start at multiples
     of ``L`` whatever the length of the sequence, so every iterate depends
     on its own batches and step number only: not on the number of chains,
     the blocks handled together, the steps saved or the steps after it.
@@ -357,7 +357,10 @@ def _blocked_scan(E, letters, steps, x0, out):
     save = np.zeros(n_blocks * L + 1, dtype=bool)
     save[steps] = True
     group = max(1, min(n_blocks, _scan_units(D) // K))
+    group = -(-n_blocks // -(-n_blocks // group)) if n_blocks else 1  # groups of even size
     R = np.broadcast_to(np.eye(D), (K, D, D)).copy()
+    x0s = np.zeros((K, D, 2))  # [x_0, 0]: two columns, so that BLAS runs a GEMM
+    x0s[:, :, 0] = x0
     pos = 0
     if save[0]:
         out[:, 0] = x0[:, :D - 1]
@@ -372,19 +375,18 @@ def _blocked_scan(E, letters, steps, x0, out):
         stepper, _ = _stepper(E, K * g, D)
         rows = stepper(E, np.tile(np.eye(D), (K * g, 1)), D)
         V = np.zeros((K, g, D, L))
-        Q = np.empty((D, min(_SCAN_HELD, max(1, marks.size)), K, g, D))  # Q[i, h, c, b, r]: entry (r, i)
+        held_max = min(_SCAN_HELD, max(1, marks.size))
+        Q = np.zeros((K, padded_rows(held_max * g * D), D))  # each chain's rows of the held Q_{b,j}
         done = 0
         for j in range(L):
             rows.step(block[j])
             slot = np.searchsorted(marks, j)
             if slot < marks.size and marks[slot] == j:
-                Q[:, slot - done] = np.moveaxis(rows.chain_rows().reshape(K, g, D, D), -1, 0)
-                if slot + 1 - done == Q.shape[1] or slot + 1 == marks.size:
-                    held = slot + 1 - done
-                    acc = Q[0, :held] * x0[None, :, None, None, 0]  # v_{b,j} = Q_{b,j} x_0, term by term
-                    for i in range(1, D):
-                        acc += Q[i, :held] * x0[None, :, None, None, i]
-                    V[:, :, :, marks[done:slot + 1]] = np.moveaxis(acc, 0, -1)
+                h = slot - done
+                Q[:, h * g * D:(h + 1) * g * D] = rows.chain_rows().reshape(K, g * D, D)
+                if h + 1 == held_max or slot + 1 == marks.size:  # v_{b,j} = Q_{b,j} x_0: rows of a GEMM per chain
+                    v = np.matmul(Q[:, :padded_rows((h + 1) * g * D)], x0s)[:, :(h + 1) * g * D, 0]
+                    V[:, :, :, marks[done:slot + 1]] = np.moveaxis(v.reshape(K, h + 1, g, D), 1, -1)
                     done = slot + 1
         ends = rows.chain_rows().reshape(K, g, D, D)
         carries = np.empty((K, g, D, D))

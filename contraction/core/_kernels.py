@@ -26,10 +26,12 @@ import contextlib
 import functools
 import itertools
 import os
+import weakref
 
 import numpy as np
 
-__all__ = ["RowGemm", "chain_matmul", "over_chain_slices", "padded_rows", "single_thread_blas", "work_workers"]
+__all__ = ["RowGemm", "chain_matmul", "frozen", "over_chain_slices", "padded_rows", "row_products",
+           "single_thread_blas", "work_workers"]
 
 # Every row product is a row of a 2-D GEMM whose number of rows is a multiple of this (and never one row).
 _ROW_PAD = 16
@@ -70,6 +72,13 @@ def single_thread_blas():
     """Run the block with BLAS on one thread (a product's summation order then never depends on threads)."""
     with _blas_controller().limit(limits=1, user_api="blas"):
         yield
+
+
+def frozen(a) -> np.ndarray:
+    """A read-only C-contiguous float64 copy of ``a``: the row products of a read-only family are set up once."""
+    out = np.array(a, dtype=np.float64, order="C")
+    out.setflags(write=False)
+    return out
 
 
 def _contiguous(a: np.ndarray) -> np.ndarray:
@@ -123,17 +132,26 @@ def _row_product_kind(rows: int, m: int, p: int, k: int) -> str:
     """
     if m == 1:
         return "all"
-    cost = {
-        "all": 2.0 * rows * p * m * k / 1e10 if rows * m * k <= _ALL_MAPS_VALUES else np.inf,
-        "grouped": 2.0 * rows * p * k / 1e10 + min(m, rows) * 4e-6 + rows * (p + k) * 8 / 2e9,
-        "pairs": rows * (1e-6 + 4.0 * p * k / 1e10) if rows * p * k <= _GATHER_MAX_VALUES else np.inf,
-    }
+    cost = _row_product_costs(rows, m, p, k)
+    if rows * p * k <= _GATHER_MAX_VALUES:
+        cost["pairs"] = 5e-6 + rows * (2e-7 + 4.0 * p * k / 1.5e10)
     return min(cost, key=cost.get)
+
+
+def _row_product_costs(rows: int, m: int, p: int, k: int) -> dict:
+    """Estimated seconds of one call against all maps side by side and grouped by map (from timings here)."""
+    return {
+        "all": 5e-6 + rows * m * k * (2.0 * p / 1.5e10 + 8 / 2e10) if rows * m * k <= _ALL_MAPS_VALUES else np.inf,
+        "grouped": 1e-5 + min(m, rows) * 2.5e-6 + rows * (2.0 * p * k / 1.5e10 + (p + k) * 8 / 5e9),
+    }
 
 
 def _concat_is_cheaper(rows: int, m: int, p: int, k: int) -> bool:
     """Whether the engines' row steppers go against all maps side by side rather than grouped by map."""
-    return _row_product_kind(rows, m, p, k) == "all"
+    if m == 1:
+        return True
+    cost = _row_product_costs(rows, m, p, k)
+    return cost["all"] <= cost["grouped"]
 
 
 class RowGemm:
@@ -149,7 +167,7 @@ class RowGemm:
     result depends on its own values only: not on the number of chains,
     their order or grouping. ``k == 1`` (one output column, where BLAS uses a
     matrix-vector kernel too) is summed elementwise, term by term in order.
-    Buffers are allocated once, for repeated calls.
+    An instance holds no scratch space, so threads may share it.
 
     Parameters
     ----------
@@ -166,11 +184,7 @@ class RowGemm:
         self.kind = "sum" if k == 1 else _row_product_kind(rows, m, p, k)
         if self.kind == "all":
             self.cat = np.ascontiguousarray(np.swapaxes(self.mats, 0, 1).reshape(p, m * k))
-            self.Y = np.empty((rows, m * k))
             self.base = np.arange(rows) * m
-        elif self.kind == "grouped":
-            self.Xs = np.empty((rows + _ROW_PAD * m, p))
-            self.Ys = np.empty((rows + _ROW_PAD * m, k))
 
     def __call__(self, X: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Write ``X[c] @ mats[index[c]]`` into ``out[c]``; ``X`` (rows, p) and ``out`` (rows, k) C-contiguous."""
@@ -182,8 +196,8 @@ class RowGemm:
                 out[:, 0] += X[:, j] * col[index, j]
             return out
         if self.kind == "all":
-            np.matmul(X, self.cat, out=self.Y)
-            np.take(self.Y.reshape(-1, k), self.base + index, axis=0, out=out)
+            Y = np.matmul(X, self.cat)
+            np.take(Y.reshape(-1, k), self.base + index, axis=0, out=out)
             return out
         if self.kind == "pairs":  # two rows per call: BLAS gives a single row to another kernel
             doubled = np.empty((len(X), 2, p))
@@ -199,8 +213,7 @@ class RowGemm:
         dest[order] = starts[ranked] + (np.arange(self.rows) - bounds[ranked])
         source = np.zeros(starts[-1], dtype=np.int64)  # padding repeats row 0: its products are never read
         source[dest] = np.arange(self.rows)
-        Xs, Ys = self.Xs[: starts[-1]], self.Ys[: starts[-1]]
-        np.take(X, source, axis=0, out=Xs)
+        Xs, Ys = np.take(X, source, axis=0), np.empty((starts[-1], k))
         for i in np.flatnonzero(sizes):
             s, e = starts[i], starts[i + 1]
             np.matmul(Xs[s:e], self.mats[i], out=Ys[s:e])
@@ -217,7 +230,29 @@ def row_products(X: np.ndarray, mats: np.ndarray, index: np.ndarray) -> np.ndarr
     ind = np.zeros(rows, dtype=np.int64)
     ind[:K] = index
     out = np.empty((rows, mats.shape[2]))
-    return RowGemm(mats, rows)(Xp, ind, out)[:K]
+    return _row_gemm(mats, rows)(Xp, ind, out)[:K]
+
+
+_ROW_GEMMS: dict = {}
+
+
+def _row_gemm(mats: np.ndarray, rows: int) -> RowGemm:
+    """A :class:`RowGemm` for ``mats`` and ``rows``, reused while ``mats`` lives and is read-only.
+
+    Repeated calls on the same read-only family (an engine's step, a
+    population's moments) then skip building the maps side by side.
+    """
+    if mats.flags.writeable:
+        return RowGemm(mats, rows)
+    key = (id(mats), rows)
+    hit = _ROW_GEMMS.get(key)
+    if hit is not None and hit[0]() is mats:
+        return hit[1]
+    if len(_ROW_GEMMS) >= 64:
+        _ROW_GEMMS.clear()
+    product = RowGemm(mats, rows)
+    _ROW_GEMMS[key] = (weakref.ref(mats), product)
+    return product
 
 
 def _workers(n_chains: int, m: int) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse.linalg
 
-from ..core._kernels import chain_matmul
+from ..core._kernels import chain_matmul, frozen
 from ..core._validation import (
     as_generator,
     check_int,
@@ -189,7 +189,7 @@ def lyapunov_exponent(maps, rng=None, n_steps=2000, n_chains=64, burn_in=50) -> 
     if low_rank:  # row vectors: v ← v A_iᵀ = v − s (v V_i) U_iᵀ
         step = lambda v, i: maps._rows(v, i, offset=False)
     else:
-        At = np.swapaxes(maps.A, 1, 2)
+        At = frozen(np.swapaxes(maps.A, 1, 2))
         step = lambda v, i: chain_matmul(v[:, None, :], At, i)[:, 0]
     total = np.zeros(n_chains)
     with np.errstate(divide="ignore"):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize
 
-from ..core._kernels import chain_matmul
+from ..core._kernels import chain_matmul, frozen
 from ..core._validation import as_generator, check_int, check_real
 from ..core.lowrank import LowRankAffineMaps, check_affine_family
 
@@ -128,7 +128,7 @@ class _Populations:
         if isinstance(maps, LowRankAffineMaps):
             self.step = lambda v, i: maps._rows(v, i, offset=False)
         else:
-            At = np.swapaxes(maps.A, 1, 2)
+            At = frozen(np.swapaxes(maps.A, 1, 2))
             self.step = lambda v, i: chain_matmul(v[:, None, :], At, i)[:, 0]
         self.grid = np.arange(n_chains) / n_chains
         self.offsets = np.arange(self.K)[:, None].astype(np.float64)
