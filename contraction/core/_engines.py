@@ -272,14 +272,15 @@ def _diagonal_backward(a_, b_, theta0, idx, steps, out):
     save[steps] = True
     pos0 = int(save[0])
     out[:, :pos0] = theta0[:, None]
+    table = np.ascontiguousarray(np.stack([a_, b_], axis=1))  # (m, 2, d)
     P = q = None
     pos = pos0
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         for a, b, start, stop in _elementwise_blocks(C, n, d):
             if start == 0:
                 P, q, pos = np.ones((b - a, d)), np.zeros((b - a, d)), pos0
-            letters = idx[a:b, start:stop].T
-            A, W = np.take(a_, letters, axis=0), np.take(b_, letters, axis=0)  # (L, K, d)
+            G = np.take(table, idx[a:b, start:stop].T, axis=0)  # (L, K, 2, d): step-major
+            A, W = G[:, :, 0], G[:, :, 1]
             np.multiply(P, A[0], out=A[0])
             np.multiply(P, W[0], out=W[0])
             np.add(q, W[0], out=W[0])
@@ -290,9 +291,9 @@ def _diagonal_backward(a_, b_, theta0, idx, steps, out):
             P, q = A[-1].copy(), W[-1].copy()
             marks = np.flatnonzero(save[start + 1:stop + 1])
             if marks.size:
-                th = A[marks]
-                th *= theta0[a:b]
-                th += W[marks]
+                th = A if marks.size == stop - start else A[marks]  # every step saved: in place
+                np.multiply(th, theta0[a:b], out=th)
+                np.add(th, W if th is A else W[marks], out=th)
                 out[a:b, pos:pos + marks.size] = np.swapaxes(th, 0, 1)
                 pos += marks.size
 

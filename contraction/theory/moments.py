@@ -191,7 +191,10 @@ def _reference_point(maps: AffineMaps):
     """
     Abar, bbar = maps.mean_map()
     if spectral_radius(Abar) < 1:
-        return np.linalg.solve(np.eye(maps.dim) - Abar, bbar), True
+        try:
+            return np.linalg.solve(np.eye(maps.dim) - Abar, bbar), True
+        except np.linalg.LinAlgError:  # a radius of one computed a rounding below it: I − Ā is singular
+            pass
     return _common_fixed_point(maps), False
 
 
