@@ -157,9 +157,12 @@ class _AllMapsRows:
         self.pick = np.arange(rows) * m
         self.base = self.pick[:len(start)].copy()
 
-    def step(self, letters):
+    def step(self, letters, row_letters=None):
+        """Advance one step: chain ``c`` by ``M[letters[c]]`` (``row_letters``: the same, one per row)."""
         np.matmul(self.X, self.cat, out=self.Y)
-        np.add(self.base, letters if self.r == 1 else np.repeat(letters, self.r), out=self.pick[:len(self.base)])
+        if row_letters is None:
+            row_letters = letters if self.r == 1 else np.repeat(letters, self.r)
+        np.add(self.base, row_letters, out=self.pick[:len(self.base)])
         np.take(self.Y.reshape(-1, self.k), self.pick, axis=0, out=self.X[:, :self.k])
         return self
 
@@ -192,7 +195,8 @@ class _GroupedRows:
     def _rows(self, first):
         return (first[:, None] + self.offsets).ravel() if self.r > 1 else first
 
-    def step(self, letters):
+    def step(self, letters, row_letters=None):
+        """Advance one step: chain ``c`` by ``M[letters[c]]`` (``row_letters`` is not needed here)."""
         order, bounds = _sort_by_batch(letters, self.m)
         sizes = np.diff(bounds) * self.r
         starts = self.starts
@@ -372,17 +376,20 @@ def _blocked_scan(E, letters, steps, x0, out):
         block = np.zeros((K, g * L), dtype=np.int64)  # steps past n repeat map 0: never read
         block[:, :last - first] = letters[:, first:last]
         block = np.ascontiguousarray(block.reshape(K * g, L).T)
+        per_row = np.repeat(block, D, axis=1)
         marks = np.flatnonzero(save[first + 1:first + g * L + 1].reshape(g, L).any(axis=0))
+        slots = np.full(L, -1)
+        slots[marks] = np.arange(marks.size)
         stepper, _ = _stepper(E, K * g, D)
         rows = stepper(E, np.tile(np.eye(D), (K * g, 1)), D)
         V = np.zeros((K, g, D, L))
         held_max = min(_SCAN_HELD, max(1, marks.size))
         Q = np.zeros((K, padded_rows(held_max * g * D), D))  # each chain's rows of the held Q_{b,j}
         done = 0
-        for j in range(L):
-            rows.step(block[j])
-            slot = np.searchsorted(marks, j)
-            if slot < marks.size and marks[slot] == j:
+        for j in range(L if g > 1 else last - first):  # a lone last block stops at the last step
+            rows.step(block[j], per_row[j])
+            slot = slots[j]
+            if slot >= 0:
                 h = slot - done
                 Q[:, h * g * D:(h + 1) * g * D] = rows.chain_rows().reshape(K, g * D, D)
                 if h + 1 == held_max or slot + 1 == marks.size:  # v_{b,j} = Q_{b,j} x_0: rows of a GEMM per chain
