@@ -22,9 +22,9 @@ Run: python benchmarks/bench_lowrank.py
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
+from _floors import interleaved_best
 
 import contraction as ct
 from contraction.core._engines import affine_backward as _affine_backward
@@ -57,17 +57,6 @@ def bench_memory():
           f"(data X alone {data:.0f} MiB, peak before the model {before:.0f} MiB; dense Hessians would be "
           f"{m * 784**2 * 8 / 2**30:.1f} GiB) (target < 1 GB = 954 MiB)")
     return peak
-
-
-def interleaved_best(fns, repeat=3):
-    """Smallest wall time of each of ``fns`` over ``repeat`` rounds, the calls interleaved (shared, noisy CPUs)."""
-    best = [np.inf] * len(fns)
-    for _ in range(repeat):
-        for k, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t)
-    return best
 
 
 def regression_maps(m, d=784, B=8, lr=1e-3, seed=0):

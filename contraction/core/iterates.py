@@ -5,17 +5,24 @@ For a batch sequence ``ξ_1, …, ξ_n`` and start ``θ_0``:
 * forward  ``θ_n = T_{ξ_n} ∘ … ∘ T_{ξ_1}(θ_0)``   (newest batch applied last);
 * backward ``θ̃_n = T_{ξ_1} ∘ … ∘ T_{ξ_n}(θ_0)``  (newest batch applied first).
 
-For affine maps both have closed forms. Backward iterates are read from
-prefix products of augmented matrices ``E_i = [[A_i, b_i], [0, 1]]``:
-``[θ̃_n; 1] = P_n [θ_0; 1]`` with ``P_n = P_{n−1} E_{ξ_n}``, a prefix scan
-carried left to right in blocks of steps, over tiles of chains, so that
-memory stays bounded (``_SCAN_BUDGET``).
+For affine maps both have closed forms, computed by the engines of
+:mod:`contraction.core._engines`, which pick a kernel by shape: elementwise
+forms for diagonal maps (and ``d = 1``); otherwise row products (forward
+``[θ, 1] @ M_ξ``, backward the rows of the prefix products ``P_n = P_{n−1}
+E_{ξ_n}`` of the augmented matrices ``E_i = [[A_i, b_i], [0, 1]]``, with
+``[θ̃_n; 1] = P_n [θ_0; 1]``), each a row of a GEMM against all maps side
+by side or grouped by map. The backward scan runs in blocks of 64 steps that
+advance side by side and are joined after; sequences of at most ``2 (d + 1)``
+steps are rebuilt map by map instead (cheaper, :func:`recompute_horizon`).
+Memory stays bounded (``_SCAN_BUDGET``, chunks of steps) whatever the number
+of steps.
 
-Every result is reproducible bit for bit: each chain's products are
-per-chain products of fixed shape (:mod:`contraction.core._kernels`), and
-the order in which a chain's products are associated is fixed by the
-step numbers alone (left to right), so chain ``i`` is the same whatever the
-number of chains, the tile and block sizes, the threads and the steps saved.
+Every result is reproducible bit for bit: the operations that produce
+chain ``i``'s iterate at step ``k`` are fixed by its own batches, its start
+and ``k`` (:mod:`contraction.core._kernels`), so chain ``i`` is the same
+whatever the number of chains, the tiles and groups, the threads and the
+steps saved; and, past :func:`recompute_horizon`, whatever the length of the
+sequence (``θ̃_k`` from the first ``k`` batches is column ``k`` of a longer run).
 
 Divergence is decided on the iterates: an iterate is reported (as
 :class:`DivergenceError`) only when it is itself non-finite. When a product
@@ -324,8 +331,10 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     memory), ``n_steps`` products of size ``d + 1`` per chain whatever is
     saved; diagonal maps (and ``d = 1``) use cumulative products and sums
     instead. Each chain's iterates are the same bit for bit whatever the
-    number of chains, the steps saved and the length of the sequence
-    (``θ̃_k`` from the first ``k`` batches is column ``k`` of a longer run). An iterate is
+    number of chains and the steps saved; sequences of at most ``2 (d + 1)``
+    steps are rebuilt map by map (cheaper; the same to rounding, not to the
+    bit, as the scan), longer ones give ``θ̃_k`` the same bits whatever
+    the length (it is column ``k`` of any longer scanned run). An iterate is
     reported as divergent only when it is non-finite itself: where a product
     ``P_n`` overflows but the iterate does not, it is recomputed from
     ``θ_0``. Low-rank maps ``I − s U Vᵀ``: ``P_n = P_{n−1} − (s P_{n−1} U) Vᵀ``,
@@ -349,25 +358,24 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     low_rank = isinstance(maps, LowRankAffineMaps)
     if not (low_rank or isinstance(maps, AffineMaps)):
         return check_diverged(_general_backward(maps, theta0, idx, steps), steps, "backward")
-    early = steps[steps <= _recompute_horizon(maps)]
-    late = steps[early.size:]
-    out = np.empty((idx.shape[0], steps.size, theta0.shape[1]))
     with single_thread_blas():
-        if early.size:
-            out[:, :early.size] = _general_backward(maps, theta0, idx[:, :early[-1]], early)
-        if late.size:
+        if idx.shape[1] <= recompute_horizon(maps):
+            out = _general_backward(maps, theta0, idx, steps)
+        else:
             scan = low_rank_backward if low_rank else affine_backward
-            out[:, early.size:] = _recompute_overflowed(maps, theta0, idx, late, scan(maps, theta0, idx, late))
+            out = _recompute_overflowed(maps, theta0, idx, steps, scan(maps, theta0, idx, steps))
     return check_diverged(out, steps, "backward")
 
 
-def _recompute_horizon(maps) -> int:
-    """The steps ``k`` whose backward iterate is rebuilt map by map (``k`` applications) rather than scanned.
+def recompute_horizon(maps) -> int:
+    """The longest sequence whose backward iterates are rebuilt map by map rather than scanned.
 
-    Rebuilding ``θ̃_k`` costs ``k`` map applications; the scan ``k`` products
-    of size ``d + 1`` (low rank: ``O(r d²)`` each). Early steps are rebuilt
-    whatever the length of the sequence and whatever else is saved, so
-    ``θ̃_k`` is the same bit for bit in every call. Diagonal maps are always scanned.
+    Rebuilding every ``θ̃_k`` of ``n`` steps costs ``~n²/2`` map applications,
+    the scan ``n`` products of size ``d + 1`` (low rank: ``O(r d²)`` each):
+    short sequences are rebuilt. Decided on the sequence's length, never on
+    the steps saved; an iterate of a short sequence can then differ in the
+    last bits from the same step of a longer, scanned one. Diagonal maps are
+    always scanned.
     """
     if isinstance(maps, LowRankAffineMaps):  # ~4rd²/5e9 + 2e-5 s a scan step, ~4rd/2e9 + 5e-6 s an application
         d, r = maps.dim, maps.rank
