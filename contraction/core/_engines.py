@@ -44,7 +44,7 @@ _TILE_VALUES = 2**17
 _SCAN_BLOCK = 64
 _SCAN_HELD = 4
 # Values held before they are written into the output (saved steps, all chains).
-_SAVE_VALUES = 2**17
+_SAVE_VALUES = 2**20
 # Values per step (chains x d) and steps per chunk of the elementwise (diagonal) engines.
 _ELEMENTWISE_VALUES = 4096
 _ELEMENTWISE_STEPS = 16

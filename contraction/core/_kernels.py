@@ -142,7 +142,7 @@ def _row_product_costs(rows: int, m: int, p: int, k: int) -> dict:
     """Estimated seconds of one call against all maps side by side and grouped by map (from timings here)."""
     return {
         "all": 5e-6 + rows * m * k * (2.0 * p / 1.5e10 + 8 / 2e10) if rows * m * k <= _ALL_MAPS_VALUES else np.inf,
-        "grouped": 1e-5 + min(m, rows) * 2.5e-6 + rows * (2.0 * p * k / 1.5e10 + (p + k) * 8 / 5e9),
+        "grouped": 1e-5 + min(m, rows) * 2.5e-6 + rows * (5e-9 + 2.0 * p * k / 1.5e10 + (p + k) * 8 / 2e9),
     }
 
 
