@@ -120,9 +120,8 @@ MUTANTS: list[Mutant] = [
            "diagonal backward offsets not carried from one chunk of steps to the next",
            (*CORE, "tests/test_kernel_regimes.py")),
     Mutant("all_maps_wrong_block", "library", "contraction/core/_engines.py",
-           "np.add(self.base, letters if self.r == 1 else np.repeat(letters, self.r), out=self.pick[:len(self.base)])",
-           "np.add(self.base, (letters + 1) % self.m if self.r == 1 else np.repeat(letters, self.r), "
-           "out=self.pick[:len(self.base)])",
+           "np.add(self.base, row_letters, out=self.pick[:len(self.base)])",
+           "np.add(self.base, (row_letters + 1) % self.m, out=self.pick[:len(self.base)])",
            "rows against all maps read the next map's block", (*CORE, "tests/test_kernel_regimes.py")),
     Mutant("one_stream_for_every_chain", "library", "contraction/core/sampling.py",
            "draw_batches(gen.spawn(stop - start), m, n, scheme, probs, out=out[start:stop])",
