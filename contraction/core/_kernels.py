@@ -157,11 +157,12 @@ def _concat_is_cheaper(rows: int, m: int, p: int, k: int) -> bool:
 class RowGemm:
     """Row products ``Y[c] = X[c] @ mats[index[c]]`` for ``rows`` rows, each one row of a 2-D GEMM.
 
-    Every product is computed as one row of a two-dimensional GEMM whose
-    number of rows is a multiple of ``_ROW_PAD`` (never a single row: BLAS
-    hands one row to a matrix-vector kernel that sums in another order),
-    against ``mats[i]`` or against all maps side by side (``[M_0 | … |
-    M_{m−1}]``, then the row's block is read). A row of a GEMM is summed the
+    Every product is computed as one row of a two-dimensional GEMM, never a
+    single-row one (BLAS hands one row to a matrix-vector kernel that sums in
+    another order): against all maps side by side (``[M_0 | … | M_{m−1}]``,
+    then the row's block is read) or against ``mats[i]`` with the rows of a
+    map grouped and padded to a multiple of ``_ROW_PAD``, or, for few rows
+    and many maps, the row doubled against its own matrix. A row of a GEMM is summed the
     same way whatever the other rows and columns, the number of rows and
     where it sits (``tests/test_determinism.py`` checks it), so a row's
     result depends on its own values only: not on the number of chains,
