@@ -169,6 +169,10 @@ class _AllMapsRows:
     def chain_rows(self):
         return self.X[:len(self.base), :self.k]
 
+    def padded_rows(self):
+        """The rows in chain order, padded to a multiple of ``_ROW_PAD`` (C-contiguous when ``p == k``)."""
+        return self.X[:, :self.k]
+
 
 class _GroupedRows:
     """Rows of ``K`` chains (``r`` each), grouped by the step's map: one gather and one GEMM per map present.
@@ -214,6 +218,11 @@ class _GroupedRows:
 
     def chain_rows(self):
         return np.take(self.Y, self._rows(self.where), axis=0)
+
+    def padded_rows(self):
+        """The rows in chain order, padded to a multiple of ``_ROW_PAD`` (the padding repeats row 0)."""
+        rows = self._rows(self.where)
+        return np.take(self.Y, np.pad(rows, (0, padded_rows(len(rows)) - len(rows))), axis=0)
 
 
 def _elementwise_blocks(C: int, n: int, d: int):
@@ -348,7 +357,8 @@ def _blocked_scan(E, letters, steps, x0, out):
     stepper (the rows of ``Q``, each a row of a GEMM), so a step of the
     stepper advances every block at once; the carries ``R_{b+1} = R_b Q_{b,L}``
     follow, one fixed-shape product per chain; then ``v = Q_{b,j} x_0``
-    (each row of ``Q`` a row of a GEMM against ``[x_0, 0]``, per chain) and
+    (each row of ``Q`` a row of a GEMM against ``[x_0, 0]``: one GEMM over all
+    chains when they share ``x_0``, else one per chain, the same bits) and
     ``R_b [v_{b,1} … v_{b,L}]`` (one fixed-shape product per chain and block). The blocks start at multiples
     of ``L`` whatever the length of the sequence, so every iterate depends
     on its own batches and step number only: not on the number of chains,
@@ -366,6 +376,7 @@ def _blocked_scan(E, letters, steps, x0, out):
     R = np.broadcast_to(np.eye(D), (K, D, D)).copy()
     x0s = np.zeros((K, D, 2))  # [x_0, 0]: two columns, so that BLAS runs a GEMM
     x0s[:, :, 0] = x0
+    shared = bool((x0 == x0[0]).all())
     pos = 0
     if save[0]:
         out[:, 0] = x0[:, :D - 1]
@@ -389,7 +400,10 @@ def _blocked_scan(E, letters, steps, x0, out):
         for j in range(L if g > 1 else last - first):  # a lone last block stops at the last step
             rows.step(block[j], per_row[j])
             slot = slots[j]
-            if slot >= 0:
+            if slot >= 0 and shared:  # one start: v for every chain and block from one GEMM, the same rows
+                v = np.matmul(rows.padded_rows(), x0s[0])[:K * g * D, 0]
+                V[:, :, :, j] = v.reshape(K, g, D)
+            elif slot >= 0:
                 h = slot - done
                 Q[:, h * g * D:(h + 1) * g * D] = rows.chain_rows().reshape(K, g * D, D)
                 if h + 1 == held_max or slot + 1 == marks.size:  # v_{b,j} = Q_{b,j} x_0: rows of a GEMM per chain
