@@ -30,7 +30,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["RowGemm", "chain_matmul", "frozen", "over_chain_slices", "padded_rows", "row_products",
+__all__ = ["RowGemm", "chain_matmul", "over_chain_slices", "padded_rows", "row_products",
            "single_thread_blas", "work_workers"]
 
 # Every row product is a row of a 2-D GEMM whose number of rows is a multiple of this (and never one row).
@@ -72,13 +72,6 @@ def single_thread_blas():
     """Run the block with BLAS on one thread (a product's summation order then never depends on threads)."""
     with _blas_controller().limit(limits=1, user_api="blas"):
         yield
-
-
-def frozen(a) -> np.ndarray:
-    """A read-only C-contiguous float64 copy of ``a``: the row products of a read-only family are set up once."""
-    out = np.array(a, dtype=np.float64, order="C")
-    out.setflags(write=False)
-    return out
 
 
 def _contiguous(a: np.ndarray) -> np.ndarray:

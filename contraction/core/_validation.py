@@ -48,6 +48,7 @@ __all__ = [
     "check_probs",
     "check_real",
     "describe",
+    "frozen",
 ]
 
 
@@ -207,6 +208,17 @@ def as_float_array(value, name: str, ndim: int | tuple[int, ...] | None = None, 
     _check_ndim(arr, name, ndim, what)
     if finite:
         check_finite(arr, name)
+    return arr
+
+
+def frozen(values, dtype=np.float64) -> np.ndarray:
+    """A read-only C-contiguous copy of ``values`` (``dtype=None`` keeps theirs).
+
+    Immutable containers hold their arrays this way; a read-only family's
+    matrices are also what :func:`contraction.core._kernels.row_products` sets up once.
+    """
+    arr = np.array(values, dtype=dtype, order="C", copy=True)
+    arr.setflags(write=False)
     return arr
 
 

@@ -27,6 +27,7 @@ from ._validation import (
     check_probs,
     check_real,
     describe,
+    frozen,
 )
 from .affine_map import AffineMap, _finite_result
 from .maps import AffineMaps, checked_apply
@@ -44,12 +45,6 @@ def _readonly_rows(arr: np.ndarray) -> np.ndarray:
     return rows
 
 
-def _readonly(arr: np.ndarray) -> np.ndarray:
-    arr = np.array(arr, dtype=np.float64, copy=True)
-    arr.setflags(write=False)
-    return arr
-
-
 def _check_scale(scale, m: int) -> np.ndarray:
     if isinstance(scale, numbers.Real) and not isinstance(scale, (bool, np.bool_)):
         s = np.full(m, check_real(scale, "scale"))
@@ -58,7 +53,7 @@ def _check_scale(scale, m: int) -> np.ndarray:
         s = np.broadcast_to(s, (m,)) if s.ndim == 0 else s
         if s.shape != (m,):
             raise ValueError(f"scale: expected a real number or shape ({m},) (one per map), got {describe(s)}")
-    return _readonly(s)
+    return frozen(s)
 
 
 def _chunks(m: int, per_map: int):
@@ -131,7 +126,7 @@ class LowRankAffineMaps:
             raise ValueError(f"b: expected shape ({m}, {d}) to match V, got {describe(b)}")
         right = _readonly_rows(V)
         left = right if symmetric else _readonly_rows(U)
-        self._store(left, right, _readonly(b), _readonly(check_probs(self.probs, m)), _check_scale(self.scale, m))
+        self._store(left, right, frozen(b), frozen(check_probs(self.probs, m)), _check_scale(self.scale, m))
 
     def _store(self, left, right, b, probs, scale) -> None:
         """Set the fields from read-only arrays: ``left``/``right`` (m, r, d) rows of ``U``/``V``."""

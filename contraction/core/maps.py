@@ -24,6 +24,7 @@ from ._validation import (
     check_positive_int,
     check_probs,
     describe,
+    frozen,
 )
 from .affine_map import AffineMap, _compose, _finite_result, compose_affine
 
@@ -36,12 +37,6 @@ __all__ = [
     "compose_affine",
     "family_size",
 ]
-
-
-def _readonly(arr: np.ndarray) -> np.ndarray:
-    arr = np.array(arr, dtype=np.float64, copy=True)
-    arr.setflags(write=False)
-    return arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,9 +82,9 @@ class AffineMaps:
         if b.shape != (m, d):
             raise ValueError(f"b: expected shape ({m}, {d}) to match A, got {describe(b)}")
         p = check_probs(self.probs, m)
-        object.__setattr__(self, "A", _readonly(A))
-        object.__setattr__(self, "b", _readonly(b))
-        object.__setattr__(self, "probs", _readonly(p))
+        object.__setattr__(self, "A", frozen(A))
+        object.__setattr__(self, "b", frozen(b))
+        object.__setattr__(self, "probs", frozen(p))
 
     # --- shape ----------------------------------------------------------------
     @property

@@ -14,6 +14,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ..core._validation import frozen
+
 __all__ = ["METHODS", "Contractivity", "ExperimentConfig", "ExperimentSummary", "MethodResult", "NNExperimentResult"]
 
 #: The training methods of the experiment, in the order they run and are reported.
@@ -26,12 +28,6 @@ def _final_step_norm(step_norm) -> float:
     if step_norm.size == 0:
         return math.nan
     return float(np.mean(step_norm[-max(5, step_norm.size // 10):]))
-
-
-def _readonly(values, dtype=np.float64) -> np.ndarray:
-    arr = np.array(values, dtype=dtype, copy=True)
-    arr.setflags(write=False)
-    return arr
 
 
 @dataclass(frozen=True)
@@ -136,7 +132,7 @@ class MethodResult:
 
     def __post_init__(self):
         for name in ("trajectory", "loss", "test_accuracy", "step_norm"):
-            object.__setattr__(self, name, _readonly(getattr(self, name)))
+            object.__setattr__(self, name, frozen(getattr(self, name)))
 
     @property
     def final_step_norm(self) -> float:
@@ -204,8 +200,8 @@ class Contractivity:
     note: str = "power-iteration estimates of ||I - h Hess f_xi(theta)||_2 at forward iterates"
 
     def __post_init__(self):
-        object.__setattr__(self, "steps", _readonly(self.steps, np.int64))
-        object.__setattr__(self, "local_lipschitz", _readonly(self.local_lipschitz))
+        object.__setattr__(self, "steps", frozen(self.steps, np.int64))
+        object.__setattr__(self, "local_lipschitz", frozen(self.local_lipschitz))
 
     def to_dict(self) -> dict:
         """The estimates as a JSON-ready dict.

@@ -29,16 +29,11 @@ from ..core._validation import (
     check_positive_int,
     check_real,
     describe,
+    frozen,
 )
 from ._checks import check_size, largest
 
 __all__ = ["Dataset", "load_digits_data", "teacher_student_data"]
-
-
-def _readonly(arr: np.ndarray) -> np.ndarray:
-    arr = arr.copy()
-    arr.setflags(write=False)
-    return arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,8 +87,8 @@ class Dataset:
             y = as_indices(getattr(self, f"y_{part}"), f"y_{part}", c, ndim=1, what="class labels")
             if y.shape != (X.shape[0],):
                 raise ValueError(f"y_{part}: expected shape ({X.shape[0]},) to match X_{part}, got {describe(y)}")
-            object.__setattr__(self, f"X_{part}", _readonly(X))
-            object.__setattr__(self, f"y_{part}", _readonly(y))
+            object.__setattr__(self, f"X_{part}", frozen(X, dtype=None))
+            object.__setattr__(self, f"y_{part}", frozen(y, dtype=None))
         object.__setattr__(self, "n_classes", c)
         if self.image_shape is not None:
             shape = self.image_shape

@@ -22,13 +22,14 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse.linalg
 
-from ..core._kernels import chain_matmul, frozen
+from ..core._kernels import chain_matmul
 from ..core._validation import (
     as_generator,
     check_int,
     check_nonnegative_int,
     check_real,
     describe,
+    frozen,
 )
 from ..core.lowrank import LowRankAffineMaps, _chunks, check_affine_family
 from ..core.maps import check_affine_maps

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize
 
-from ..core._kernels import chain_matmul, frozen
-from ..core._validation import as_generator, check_int, check_real
+from ..core._kernels import chain_matmul
+from ..core._validation import as_generator, check_int, check_real, frozen
 from ..core.lowrank import LowRankAffineMaps, check_affine_family
 
 __all__ = ["MAX_TAIL_DRAWS", "TailIndexResult", "tail_index"]
