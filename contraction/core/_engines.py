@@ -26,6 +26,7 @@ from ._kernels import (
     _concat_is_cheaper,
     _sort_by_batch,
     over_chain_slices,
+    padded_groups,
     padded_rows,
     work_workers,
 )
@@ -193,25 +194,17 @@ class _GroupedRows:
         self.Y[:len(start)] = start
         self.offsets = np.arange(r)
         self.where = np.arange(self.K) * r
-        self.ranks = np.arange(self.K) * r
-        self.starts = np.zeros(m + 1, dtype=np.int64)
 
     def _rows(self, first):
         return (first[:, None] + self.offsets).ravel() if self.r > 1 else first
 
     def step(self, letters, row_letters=None):
         """Advance one step: chain ``c`` by ``M[letters[c]]`` (``row_letters`` is not needed here)."""
-        order, bounds = _sort_by_batch(letters, self.m)
-        sizes = np.diff(bounds) * self.r
-        starts = self.starts
-        np.cumsum(-(-sizes // _ROW_PAD) * _ROW_PAD, out=starts[1:])
-        ranked = letters[order]
-        new = np.empty(self.K, dtype=np.int64)
-        new[order] = starts[ranked] + (self.ranks - bounds[ranked] * self.r)
+        starts, new = padded_groups(letters, self.m, self.r)
         source = np.zeros(starts[-1], dtype=np.int64)  # padding repeats row 0: its products are never read
         source[self._rows(new)] = self._rows(self.where)
         np.take(self.Y, source, axis=0, out=self.X[:starts[-1], :self.k])
-        for i in np.flatnonzero(sizes):
+        for i in np.flatnonzero(np.diff(starts)):
             np.matmul(self.X[starts[i]:starts[i + 1]], self.M[i], out=self.Y[starts[i]:starts[i + 1]])
         self.where = new
         return self

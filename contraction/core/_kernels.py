@@ -30,7 +30,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["RowGemm", "chain_matmul", "over_chain_slices", "padded_rows", "row_products",
+__all__ = ["RowGemm", "chain_matmul", "over_chain_slices", "padded_groups", "padded_rows", "row_products",
            "single_thread_blas", "work_workers"]
 
 # Every row product is a row of a 2-D GEMM whose number of rows is a multiple of this (and never one row).
@@ -113,6 +113,22 @@ def chain_matmul(X: np.ndarray, mats: np.ndarray, index: np.ndarray) -> np.ndarr
 def padded_rows(n: int) -> int:
     """The smallest multiple of ``_ROW_PAD`` (at least ``_ROW_PAD``) that holds ``n`` rows."""
     return max(_ROW_PAD, -(-n // _ROW_PAD) * _ROW_PAD)
+
+
+def padded_groups(index: np.ndarray, m: int, r: int = 1):
+    """Chains grouped by map, each group's ``r`` rows per chain padded to a multiple of ``_ROW_PAD``.
+
+    Returns ``(starts, place)``: the rows of map ``i``'s group are
+    ``starts[i]:starts[i + 1]`` (``m + 1`` bounds), and chain ``c``'s first
+    row is ``place[c]`` (chains keep their order within a group).
+    """
+    order, bounds = _sort_by_batch(index, m)
+    starts = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(-(-np.diff(bounds) * r // _ROW_PAD) * _ROW_PAD, out=starts[1:])
+    ranked = index[order]
+    place = np.empty(len(index), dtype=np.int64)
+    place[order] = starts[ranked] + (np.arange(len(index)) - bounds[ranked]) * r
+    return starts, place
 
 
 def _row_product_kind(rows: int, m: int, p: int, k: int) -> str:
@@ -198,17 +214,11 @@ class RowGemm:
             doubled[:, 0] = doubled[:, 1] = X
             out[:] = np.matmul(doubled, np.take(self.mats, index, axis=0))[:, 0]
             return out
-        order, bounds = _sort_by_batch(index, m)
-        sizes = np.diff(bounds)
-        starts = np.zeros(m + 1, dtype=np.int64)
-        np.cumsum(-(-sizes // _ROW_PAD) * _ROW_PAD, out=starts[1:])
-        ranked = index[order]
-        dest = np.empty(self.rows, dtype=np.int64)  # row c's place in the padded, grouped layout
-        dest[order] = starts[ranked] + (np.arange(self.rows) - bounds[ranked])
+        starts, dest = padded_groups(index, m)
         source = np.zeros(starts[-1], dtype=np.int64)  # padding repeats row 0: its products are never read
         source[dest] = np.arange(self.rows)
         Xs, Ys = np.take(X, source, axis=0), np.empty((starts[-1], k))
-        for i in np.flatnonzero(sizes):
+        for i in np.flatnonzero(np.diff(starts)):
             s, e = starts[i], starts[i + 1]
             np.matmul(Xs[s:e], self.mats[i], out=Ys[s:e])
         np.take(Ys, dest, axis=0, out=out)
