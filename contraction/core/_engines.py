@@ -54,6 +54,13 @@ _TILE_CHAINS = 4096
 # Rank of the block updates of the low-rank backward scan (steps per block: this over the maps' rank).
 _BLOCK_RANK = 128
 
+def _saved(steps: np.ndarray, length: int) -> np.ndarray:
+    """Boolean mask of length ``length``: ``True`` at the saved step numbers ``steps``."""
+    save = np.zeros(length, dtype=bool)
+    save[steps] = True
+    return save
+
+
 def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.ndarray, read=None):
     """The saved-steps loop of every iteration engine.
 
@@ -64,8 +71,7 @@ def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.nd
     final state.
     """
     read = (lambda s: s) if read is None else read
-    save = np.zeros(n_steps + 1, dtype=bool)
-    save[steps] = True
+    save = _saved(steps, n_steps + 1)
     per_step = max(1, int(np.prod(out.shape[2:], dtype=np.int64)) * out.shape[0])
     buf = np.empty((max(1, min(steps.size, _SAVE_VALUES // per_step)), out.shape[0], *out.shape[2:]))
     held = pos = 0
@@ -239,8 +245,7 @@ def _diagonal_forward(a_, b_, theta0, idx, steps, out):
     """
     C, n = idx.shape
     d = a_.shape[1]
-    save = np.zeros(n + 1, dtype=bool)
-    save[steps] = True
+    save = _saved(steps, n + 1)
     table = np.ascontiguousarray(np.stack([a_, b_], axis=1))  # (m, 2, d)
     pos0 = int(save[0])
     out[:, :pos0] = theta0[:, None]
@@ -274,8 +279,7 @@ def _diagonal_backward(a_, b_, theta0, idx, steps, out):
     """
     C, n = idx.shape
     d = a_.shape[1]
-    save = np.zeros(n + 1, dtype=bool)
-    save[steps] = True
+    save = _saved(steps, n + 1)
     pos0 = int(save[0])
     out[:, :pos0] = theta0[:, None]
     table = np.ascontiguousarray(np.stack([a_, b_], axis=1))  # (m, 2, d)
@@ -362,8 +366,7 @@ def _blocked_scan(E, letters, steps, x0, out):
     D = x0.shape[1]
     L = _SCAN_BLOCK
     n_blocks = -(-n // L)
-    save = np.zeros(n_blocks * L + 1, dtype=bool)
-    save[steps] = True
+    save = _saved(steps, n_blocks * L + 1)
     group = max(1, min(n_blocks, _scan_units(D) // K))
     group = -(-n_blocks // -(-n_blocks // group)) if n_blocks else 1  # groups of even size
     R = np.broadcast_to(np.eye(D), (K, D, D)).copy()
@@ -466,8 +469,7 @@ def low_rank_backward(maps: LowRankAffineMaps, theta0, idx, steps):
     d, r = maps.dim, maps.rank
     k = max(1, min(_BLOCK_RANK, d) // r)
     out = np.empty((C, steps.size, d))
-    save = np.zeros(n + 1, dtype=bool)
-    save[steps] = True
+    save = _saved(steps, n + 1)
     tile = int(max(1, min(C, _SCAN_BUDGET // (16 * d * d))))
 
     def run_tile(a, b):
