@@ -120,9 +120,7 @@ class AffineMaps:
     @cached_property
     def _row_matrices(self) -> np.ndarray:
         """``[[A_iᵀ], [b_iᵀ]]``, shape (m, d+1, d), C-contiguous: ``[θ, 1] @ M_i = T_i(θ)`` for row vectors."""
-        M = np.ascontiguousarray(np.swapaxes(self.augmented[:, : self.dim, :], 1, 2))
-        M.setflags(write=False)
-        return M
+        return frozen(np.swapaxes(self.augmented[:, : self.dim, :], 1, 2))
 
     @cached_property
     def _diagonal(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -130,10 +128,7 @@ class AffineMaps:
         diag = np.diagonal(self.A, axis1=1, axis2=2)
         if np.count_nonzero(self.A) != np.count_nonzero(diag):
             return None
-        a, b = np.array(diag), np.array(self.b)
-        a.setflags(write=False)
-        b.setflags(write=False)
-        return a, b
+        return frozen(diag), self.b
 
     # --- application ----------------------------------------------------------
     def apply(self, theta, index) -> np.ndarray:
