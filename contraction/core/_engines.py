@@ -28,6 +28,7 @@ from ._kernels import (
     over_chain_slices,
     padded_groups,
     padded_rows,
+    share_workers,
     work_workers,
 )
 from .lowrank import LowRankAffineMaps
@@ -44,6 +45,8 @@ _TILE_VALUES = 2**17
 # and saved products held before they are read out.
 _SCAN_BLOCK = 64
 _SCAN_HELD = 4
+# (Chain, block) pairs per thread of the backward scan: each numpy call then works long enough between calls.
+_SCAN_THREAD_PAIRS = 512
 # Values held before they are written into the output (saved steps, all chains).
 _SAVE_VALUES = 2**20
 # Values per step (chains x d) and steps per chunk of the elementwise (diagonal) engines.
@@ -51,6 +54,9 @@ _ELEMENTWISE_VALUES = 4096
 _ELEMENTWISE_STEPS = 16
 # Most chains in one tile of the forward engine.
 _TILE_CHAINS = 4096
+# Word scan: the products of all words of s maps held (values), for maps of size at most this.
+_WORD_VALUES = 2**18
+_WORD_MAX_DIM = 16
 # Rank of the block updates of the low-rank backward scan (steps per block: this over the maps' rank).
 _BLOCK_RANK = 128
 
@@ -328,15 +334,23 @@ def affine_backward(maps: AffineMaps, theta0, idx, steps):
         return out
     E = maps.augmented
     x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)
-    tile = max(1, _scan_units(D))
+    s = _word_length(m, D)
+    words = _Words(E, s) if s else None
+    units = _scan_units(D)
+    pairs = C * max(1, min(-(-idx.shape[1] // _SCAN_BLOCK), units // C))  # (chain, block) pairs a step
+    workers = share_workers(C, pairs // _SCAN_THREAD_PAIRS)
+    units = max(1, units // workers)  # each thread within its share of _SCAN_BUDGET
+    tile = units
+    if words is not None and not (x0 == x0[0]).all():  # each start holds its words applied (and a GEMM's rows)
+        tile = max(1, min(units, _SCAN_BUDGET // workers // (24 * D * len(words.transposed))))
 
     def run(a, b):
         for t in range(a, b, tile):
             K = min(b, t + tile) - t
-            _blocked_scan(E, idx[t:t + K], steps, x0[t:t + K], out[t:t + K])
+            _blocked_scan(E, idx[t:t + K], steps, x0[t:t + K], out[t:t + K], words, units)
 
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        over_chain_slices(run, C, m, work_workers(C, 2 * D * D * D))
+        over_chain_slices(run, C, m, workers)
     return out
 
 
@@ -346,33 +360,163 @@ def _scan_units(D: int) -> int:
     return max(1, _SCAN_BUDGET // per_pair)
 
 
-def _blocked_scan(E, letters, steps, x0, out):
+def _word_length(m: int, D: int) -> int:
+    """Steps per word of the word scan for ``m`` maps of size ``D`` (0: the row scan instead).
+
+    The longest ``s`` in 8, 4, 2 (dividing ``_SCAN_BLOCK``) whose ``m^s`` word
+    products of size ``D`` fit in ``_WORD_VALUES``, for ``D ≤ _WORD_MAX_DIM``.
+    Fixed by ``m`` and ``D`` alone, so it never depends on the chains or the steps.
+    """
+    if D > _WORD_MAX_DIM:
+        return 0
+    for s in (8, 4, 2):
+        if m ** s * D * D <= _WORD_VALUES:
+            return s
+    return 0
+
+
+class _Words:
+    """The products of every word of 1 to ``s`` maps, left to right, transposed: ``(E_{i_1} ⋯ E_{i_j})ᵀ``.
+
+    Words of length ``j`` have codes ``i_1 m^{j−1} + … + i_j`` and sit at
+    ``offsets[j] + code`` in ``transposed`` (``Σ_j m^j`` matrices). Each is one
+    fixed-shape product per word, so the table is the same whatever uses it.
+    """
+
+    def __init__(self, E, s: int):
+        m, D, _ = E.shape
+        Et = np.swapaxes(E, 1, 2)
+        tables = [np.ascontiguousarray(Et)]
+        for _ in range(1, s):  # (W E_i)ᵀ = E_iᵀ Wᵀ
+            tables.append(np.matmul(Et[None], tables[-1][:, None]).reshape(-1, D, D))
+        self.m, self.s, self.D = m, s, D
+        self.transposed = np.ascontiguousarray(np.concatenate(tables))
+        self.offsets = np.concatenate([[0], np.cumsum([m ** j for j in range(1, s + 1)])])
+
+    def codes(self, letters):
+        """Table rows of the prefixes of each word of ``s`` letters: ``letters`` (..., s) to (..., s)."""
+        codes = np.empty(letters.shape, dtype=np.int64)
+        codes[..., 0] = letters[..., 0]
+        for j in range(1, self.s):
+            np.multiply(codes[..., j - 1], self.m, out=codes[..., j])
+            codes[..., j] += letters[..., j]
+        codes += self.offsets[:self.s]
+        return codes
+
+    def applied(self, x0s):
+        """Every word applied to each start, ``(W x_0)ᵀ = x_0ᵀ Wᵀ``: ``x0s`` (K, 2, D) to (K, words, D).
+
+        One fixed-shape GEMM per start, so a start gets the same bits alone or among others.
+        """
+        words = len(self.transposed)
+        rows = np.swapaxes(self.transposed, 0, 1).reshape(self.D, words * self.D)
+        return np.matmul(x0s, rows)[:, 0].reshape(len(x0s), words, self.D)
+
+
+def _word_group(words, tx, block, marks, K, g, n_steps):
+    """``v_{b,j} = Q_{b,j} x_0`` (rows of ``Vᵀ``) for the saved ``j`` and ``Q_{b,L}ᵀ``, by words of ``s`` steps.
+
+    ``Q_{b,us+i} x_0 = Q_{b,us} (W_i x_0)`` with ``W_i`` the product of the
+    word's first ``i`` maps (applied to ``x_0`` in ``tx``), and
+    ``Q_{b,(u+1)s} = Q_{b,us} W_s``, all transposed (``Qᵀ ← W_sᵀ Qᵀ``,
+    ``v_jᵀ = (W_i x_0)ᵀ Qᵀ``): one fixed-shape product per (chain, block)
+    and word, whatever is saved; the first word of a block (``Q = I``) is
+    read from the tables. ``block`` (K·g, L) holds the letters.
+    """
+    s, D = words.s, words.D
+    L = block.shape[1]
+    P = K * g
+    codes = words.codes(block.reshape(P, L // s, s))
+    codes_x = codes + (np.arange(K) * tx.shape[1]).repeat(g)[:, None, None] if len(tx) > 1 else codes
+    need = np.zeros(L // s, dtype=bool)
+    need[marks // s] = True
+    flat = tx.reshape(-1, D)
+    Vt = (np.empty if need.all() and n_steps == L else np.zeros)((K, g, L, D))
+    rows = Vt.reshape(P, L // s, s, D)
+    Wt, T, Qt, spare = np.empty((P, D, D)), np.empty((P, s, D)), np.empty((P, D, D)), np.empty((P, D, D))
+    for u in range(-(-n_steps // s)):
+        np.take(words.transposed, codes[:, u, s - 1], axis=0, out=Wt)
+        if u == 0:  # Q_{b,0} = I: the first word's products are the table's own
+            Qt[...] = Wt
+            if need[0]:
+                np.take(flat, codes_x[:, 0], axis=0, out=T)
+                rows[:, 0] = T
+            continue
+        if need[u]:  # the word's prefixes applied to x_0
+            np.take(flat, codes_x[:, u], axis=0, out=T)
+            np.matmul(T, Qt, out=rows[:, u])
+        np.matmul(Wt, Qt, out=spare)
+        Qt, spare = spare, Qt
+    return Vt, Qt.reshape(K, g, D, D)
+
+
+def _row_group(E, block, marks, x0s, shared, K, g, n_steps):
+    """``v_{b,j} = Q_{b,j} x_0`` (rows of ``Vᵀ``) for the saved ``j`` and ``Q_{b,L}ᵀ``, the rows of ``Q`` map by map.
+
+    Each row of ``Q`` is advanced as a row of a GEMM (the row stepper), and
+    ``v = Q x_0`` is each row of ``Q`` a row of a GEMM against ``[x_0, 0]``:
+    one GEMM over all chains when they share ``x_0``, else one per chain,
+    the same bits. ``block`` (K·g, L) holds the letters.
+    """
+    D = E.shape[1]
+    L = block.shape[1]
+    block = np.ascontiguousarray(block.T)
+    per_row = np.repeat(block, D, axis=1)
+    slots = np.full(L, -1)
+    slots[marks] = np.arange(marks.size)
+    stepper, _ = _stepper(E, K * g, D)
+    rows = stepper(E, np.tile(np.eye(D), (K * g, 1)), D)
+    Vt = np.zeros((K, g, L, D))
+    x0c = np.ascontiguousarray(np.swapaxes(x0s, 1, 2))  # [x_0, 0] as columns
+    held_max = min(_SCAN_HELD, max(1, marks.size))
+    Q = np.zeros((K, padded_rows(held_max * g * D), D))  # each chain's rows of the held Q_{b,j}
+    done = 0
+    for j in range(n_steps):
+        rows.step(block[j], per_row[j])
+        slot = slots[j]
+        if slot >= 0 and shared:  # one start: v for every chain and block from one GEMM, the same rows
+            v = np.matmul(rows.padded_rows(), x0c[0])[:K * g * D, 0]
+            Vt[:, :, j] = v.reshape(K, g, D)
+        elif slot >= 0:
+            h = slot - done
+            Q[:, h * g * D:(h + 1) * g * D] = rows.chain_rows().reshape(K, g * D, D)
+            if h + 1 == held_max or slot + 1 == marks.size:  # v_{b,j} = Q_{b,j} x_0: rows of a GEMM per chain
+                v = np.matmul(Q[:, :padded_rows((h + 1) * g * D)], x0c)[:, :(h + 1) * g * D, 0]
+                Vt[:, :, marks[done:slot + 1]] = np.moveaxis(v.reshape(K, h + 1, g, D), 1, 2)
+                done = slot + 1
+    return Vt, np.swapaxes(rows.chain_rows().reshape(K, g, D, D), 2, 3)
+
+
+def _blocked_scan(E, letters, steps, x0, out, words=None, units=None):
     """Backward iterates by blocks of ``L = _SCAN_BLOCK`` steps: ``θ̃_{bL+j} = R_b (Q_{b,j} x_0)``.
 
     ``Q_{b,j} = E_{ξ_{bL+1}} ⋯ E_{ξ_{bL+j}}`` (left to right) is computed for
-    all blocks of all chains side by side, each block a chain of the row
-    stepper (the rows of ``Q``, each a row of a GEMM), so a step of the
-    stepper advances every block at once; the carries ``R_{b+1} = R_b Q_{b,L}``
-    follow, one fixed-shape product per chain; then ``v = Q_{b,j} x_0``
-    (each row of ``Q`` a row of a GEMM against ``[x_0, 0]``: one GEMM over all
-    chains when they share ``x_0``, else one per chain, the same bits) and
-    ``R_b [v_{b,1} … v_{b,L}]`` (one fixed-shape product per chain and block). The blocks start at multiples
-    of ``L`` whatever the length of the sequence, so every iterate depends
-    on its own batches and step number only: not on the number of chains,
-    the blocks handled together, the steps saved or the steps after it.
-    Blocks are handled a group at a time (memory within ``_SCAN_BUDGET``).
+    all blocks of all chains side by side: by words of ``s`` steps from a
+    table of their products when ``words`` is given (:func:`_word_group`),
+    else each block a chain of the row stepper (:func:`_row_group`); the
+    carries ``R_{b+1} = R_b Q_{b,L}`` follow, one fixed-shape product per
+    chain; then ``R_b [v_{b,1} … v_{b,L}]`` with ``v_{b,j} = Q_{b,j} x_0``
+    (one fixed-shape product per chain and block). All are carried
+    transposed, so that iterates come out as rows. The blocks (and words)
+    start at multiples of ``L`` (and ``s``) whatever the length of the
+    sequence, so every iterate depends on its own batches and step number
+    only: not on the number of chains, the blocks handled together, the
+    steps saved or the steps after it. Blocks are handled a group at a time
+    (``units`` (chain, block) pairs at once, default: within ``_SCAN_BUDGET``).
     """
     K, n = letters.shape
     D = x0.shape[1]
     L = _SCAN_BLOCK
     n_blocks = -(-n // L)
     save = _saved(steps, n_blocks * L + 1)
-    group = max(1, min(n_blocks, _scan_units(D) // K))
+    group = max(1, min(n_blocks, (units or _scan_units(D)) // K))
     group = -(-n_blocks // -(-n_blocks // group)) if n_blocks else 1  # groups of even size
-    R = np.broadcast_to(np.eye(D), (K, D, D)).copy()
-    x0s = np.zeros((K, D, 2))  # [x_0, 0]: two columns, so that BLAS runs a GEMM
-    x0s[:, :, 0] = x0
+    Rt = np.broadcast_to(np.eye(D), (K, D, D)).copy()
+    x0s = np.zeros((K, 2, D))  # [x_0, 0]ᵀ: two rows, so that BLAS runs a GEMM
+    x0s[:, 0] = x0
     shared = bool((x0 == x0[0]).all())
+    if words is not None:
+        tx = words.applied(x0s[:1] if shared else x0s)
     pos = 0
     if save[0]:
         out[:, 0] = x0[:, :D - 1]
@@ -382,39 +526,22 @@ def _blocked_scan(E, letters, steps, x0, out):
         first, last = g0 * L, min(n, (g0 + g) * L)
         block = np.zeros((K, g * L), dtype=np.int64)  # steps past n repeat map 0: never read
         block[:, :last - first] = letters[:, first:last]
-        block = np.ascontiguousarray(block.reshape(K * g, L).T)
-        per_row = np.repeat(block, D, axis=1)
+        block = block.reshape(K * g, L)
         marks = np.flatnonzero(save[first + 1:first + g * L + 1].reshape(g, L).any(axis=0))
-        slots = np.full(L, -1)
-        slots[marks] = np.arange(marks.size)
-        stepper, _ = _stepper(E, K * g, D)
-        rows = stepper(E, np.tile(np.eye(D), (K * g, 1)), D)
-        V = np.zeros((K, g, D, L))
-        held_max = min(_SCAN_HELD, max(1, marks.size))
-        Q = np.zeros((K, padded_rows(held_max * g * D), D))  # each chain's rows of the held Q_{b,j}
-        done = 0
-        for j in range(L if g > 1 else last - first):  # a lone last block stops at the last step
-            rows.step(block[j], per_row[j])
-            slot = slots[j]
-            if slot >= 0 and shared:  # one start: v for every chain and block from one GEMM, the same rows
-                v = np.matmul(rows.padded_rows(), x0s[0])[:K * g * D, 0]
-                V[:, :, :, j] = v.reshape(K, g, D)
-            elif slot >= 0:
-                h = slot - done
-                Q[:, h * g * D:(h + 1) * g * D] = rows.chain_rows().reshape(K, g * D, D)
-                if h + 1 == held_max or slot + 1 == marks.size:  # v_{b,j} = Q_{b,j} x_0: rows of a GEMM per chain
-                    v = np.matmul(Q[:, :padded_rows((h + 1) * g * D)], x0s)[:, :(h + 1) * g * D, 0]
-                    V[:, :, :, marks[done:slot + 1]] = np.moveaxis(v.reshape(K, h + 1, g, D), 1, -1)
-                    done = slot + 1
-        ends = rows.chain_rows().reshape(K, g, D, D)
-        carries = np.empty((K, g, D, D))
+        n_steps = L if g > 1 else last - first  # a lone last block stops at the last step
+        if words is not None:
+            Vt, ends = _word_group(words, tx, block, marks, K, g, n_steps)
+        else:
+            Vt, ends = _row_group(E, block, marks, x0s, shared, K, g, n_steps)
         for b in range(g):
-            carries[:, b] = R
-            R = np.matmul(R, ends[:, b])
-        W = np.matmul(carries, V)  # one (D, D) x (D, L) product per chain and block
-        keep = np.flatnonzero(save[first + 1:last + 1])
-        out[:, pos:pos + keep.size] = np.swapaxes(W, 2, 3).reshape(K, g * L, D)[:, keep, :D - 1]
-        pos += keep.size
+            start = first + b * L
+            keep = np.flatnonzero(save[start + 1:min(last, start + L) + 1])
+            if keep.size:  # one (L, D) x (D, D) product per chain and block
+                W = np.matmul(Vt[:, b], Rt)
+                kept = W[:, :keep.size] if keep[-1] + 1 == keep.size else W[:, keep]
+                out[:, pos:pos + keep.size] = kept[:, :, :D - 1]
+                pos += keep.size
+            Rt = np.matmul(ends[:, b], Rt)
 
 
 def low_rank_forward(maps: LowRankAffineMaps, theta0, idx, steps):

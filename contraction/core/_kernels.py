@@ -269,8 +269,12 @@ def _workers(n_chains: int, m: int) -> int:
 
 def work_workers(n_chains: int, work_per_chain: int) -> int:
     """Threads for chains that each cost ``work_per_chain`` flops a step: one per core, each with enough work."""
-    cores = os.cpu_count() or 1
-    return max(1, min(cores, n_chains, n_chains * work_per_chain // _THREAD_MIN_WORK))
+    return share_workers(n_chains, n_chains * work_per_chain // _THREAD_MIN_WORK)
+
+
+def share_workers(n_chains: int, shares: int) -> int:
+    """Threads for ``n_chains`` chains whose work holds ``shares`` threads busy: at most one per core and chain."""
+    return max(1, min(os.cpu_count() or 1, n_chains, shares))
 
 
 def over_chain_slices(run, n_chains: int, m: int, workers: int | None = None) -> None:

@@ -165,6 +165,9 @@ def _recompute_overflowed(maps, theta0, idx, steps, out):
     ``_RECOMPUTE_LIMIT`` map applications; beyond that the overflow of the
     products is reported as divergence, with the reason.
     """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(out, axis=None)):  # one pass, no copy (as in check_diverged)
+            return out
     bad = ~np.isfinite(out).all(axis=-1)  # (C, S)
     if not bad.any():
         return out

@@ -103,7 +103,7 @@ MUTANTS: list[Mutant] = [
            "stationary mean squared increment without the cross term", THEORY),
     # --- core ----------------------------------------------------------------------------------
     Mutant("backward_scan_order_swapped", "library", "contraction/core/_engines.py",
-           "R = np.matmul(R, ends[:, b])", "R = np.matmul(ends[:, b], R)",
+           "Rt = np.matmul(ends[:, b], Rt)", "Rt = np.matmul(Rt, ends[:, b])",
            "backward blocks joined in the forward order", CORE),
     Mutant("maps_A_transposed", "library", "contraction/core/maps.py",
            "E[:, :d, :d] = self.A", "E[:, :d, :d] = np.swapaxes(self.A, 1, 2)",
