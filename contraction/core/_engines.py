@@ -403,6 +403,19 @@ class _Words:
         codes += self.offsets[:self.s]
         return codes
 
+    def rows(self, tx):
+        """For one start, per word of ``s`` maps: its prefixes applied to ``x_0`` (``tx`` rows), then its product.
+
+        ``(m^s, s + D, D)``, by the word's code, so that one gather reads all a word needs.
+        """
+        m, s = self.m, self.s
+        full = np.arange(m ** s)
+        table = np.empty((m ** s, s + self.D, self.D))
+        for i in range(1, s + 1):
+            table[:, i - 1] = tx[self.offsets[i - 1] + full // m ** (s - i)]
+        table[:, s:] = self.transposed[self.offsets[s - 1]:]
+        return table
+
     def applied(self, x0s):
         """Every word applied to each start, ``(W x_0)ᵀ = x_0ᵀ Wᵀ``: ``x0s`` (K, 2, D) to (K, words, D).
 
@@ -413,7 +426,7 @@ class _Words:
         return np.matmul(x0s, rows)[:, 0].reshape(len(x0s), words, self.D)
 
 
-def _word_group(words, tx, block, marks, K, g, n_steps):
+def _word_group(words, tx, shared, block, marks, K, g, n_steps):
     """``v_{b,j} = Q_{b,j} x_0`` (rows of ``Vᵀ``) for the saved ``j`` and ``Q_{b,L}ᵀ``, by words of ``s`` steps.
 
     ``Q_{b,us+i} x_0 = Q_{b,us} (W_i x_0)`` with ``W_i`` the product of the
@@ -421,7 +434,8 @@ def _word_group(words, tx, block, marks, K, g, n_steps):
     ``Q_{b,(u+1)s} = Q_{b,us} W_s``, all transposed (``Qᵀ ← W_sᵀ Qᵀ``,
     ``v_jᵀ = (W_i x_0)ᵀ Qᵀ``): one fixed-shape product per (chain, block)
     and word, whatever is saved; the first word of a block (``Q = I``) is
-    read from the tables. ``block`` (K·g, L) holds the letters.
+    read from the tables. ``block`` (K·g, L) holds the letters; ``shared``:
+    :meth:`_Words.rows` when all chains share ``x_0`` (one gather a word), else ``None``.
     """
     s, D = words.s, words.D
     L = block.shape[1]
@@ -431,23 +445,29 @@ def _word_group(words, tx, block, marks, K, g, n_steps):
     need = np.zeros(L // s, dtype=bool)
     need[marks // s] = True
     flat = tx.reshape(-1, D)
+    d = D - 1
     Vt = (np.empty if need.all() and n_steps == L else np.zeros)((K, g, L, D))
-    rows = Vt.reshape(P, L // s, s, D)
-    Wt, T, Qt, spare = np.empty((P, D, D)), np.empty((P, s, D)), np.empty((P, D, D)), np.empty((P, D, D))
+    Vt[..., d] = 1.0  # the last coordinate of every [θ, 1]
+    rows = Vt.reshape(P, L // s, s, D)[..., :d]
+    G = np.empty((P, s + D, D))  # a word's prefixes applied to x_0 (s rows), then its product (transposed)
+    H, spare = np.empty((P, s + D, d)), np.empty((P, s + D, d))  # the last column of every Qᵀ is e_D: not kept
     for u in range(-(-n_steps // s)):
-        np.take(words.transposed, codes[:, u, s - 1], axis=0, out=Wt)
-        if u == 0:  # Q_{b,0} = I: the first word's products are the table's own
-            Qt[...] = Wt
-            if need[0]:
-                np.take(flat, codes_x[:, 0], axis=0, out=T)
-                rows[:, 0] = T
-            continue
-        if need[u]:  # the word's prefixes applied to x_0
-            np.take(flat, codes_x[:, u], axis=0, out=T)
-            np.matmul(T, Qt, out=rows[:, u])
-        np.matmul(Wt, Qt, out=spare)
-        Qt, spare = spare, Qt
-    return Vt, Qt.reshape(K, g, D, D)
+        if shared is not None:
+            np.take(shared, codes[:, u, s - 1] - words.offsets[s - 1], axis=0, out=G)
+        else:
+            np.take(flat, codes_x[:, u], axis=0, out=G[:, :s])
+            np.take(words.transposed, codes[:, u, s - 1], axis=0, out=G[:, s:])
+        if u == 0:  # Q_{b,0} = I: the first word's rows are the tables' own
+            H[...] = G[..., :d]
+        else:  # [v_{us+1} … v_{us+s}, Q_{b,(u+1)s}]ᵀ = [T; W_sᵀ] Q_{b,us}ᵀ: one (s + D, D) x (D, d) product
+            np.matmul(G, H[:, s:], out=spare)
+            H, spare = spare, H
+        if need[u]:
+            rows[:, u] = H[:, :s]
+    ends = np.zeros((P, D, D))
+    ends[:, :, :d] = H[:, s:]
+    ends[:, d, d] = 1.0
+    return Vt, ends.reshape(K, g, D, D)
 
 
 def _row_group(E, block, marks, x0s, shared, K, g, n_steps):
@@ -511,12 +531,13 @@ def _blocked_scan(E, letters, steps, x0, out, words=None, units=None):
     save = _saved(steps, n_blocks * L + 1)
     group = max(1, min(n_blocks, (units or _scan_units(D)) // K))
     group = -(-n_blocks // -(-n_blocks // group)) if n_blocks else 1  # groups of even size
-    Rt = np.broadcast_to(np.eye(D), (K, D, D)).copy()
+    Rt = np.broadcast_to(np.eye(D)[:, :D - 1], (K, D, D - 1)).copy()  # R_bᵀ without its last column (e_D)
     x0s = np.zeros((K, 2, D))  # [x_0, 0]ᵀ: two rows, so that BLAS runs a GEMM
     x0s[:, 0] = x0
     shared = bool((x0 == x0[0]).all())
     if words is not None:
         tx = words.applied(x0s[:1] if shared else x0s)
+        word_rows = words.rows(tx[0]) if shared else None
     pos = 0
     if save[0]:
         out[:, 0] = x0[:, :D - 1]
@@ -530,16 +551,15 @@ def _blocked_scan(E, letters, steps, x0, out, words=None, units=None):
         marks = np.flatnonzero(save[first + 1:first + g * L + 1].reshape(g, L).any(axis=0))
         n_steps = L if g > 1 else last - first  # a lone last block stops at the last step
         if words is not None:
-            Vt, ends = _word_group(words, tx, block, marks, K, g, n_steps)
+            Vt, ends = _word_group(words, tx, word_rows, block, marks, K, g, n_steps)
         else:
             Vt, ends = _row_group(E, block, marks, x0s, shared, K, g, n_steps)
         for b in range(g):
             start = first + b * L
             keep = np.flatnonzero(save[start + 1:min(last, start + L) + 1])
-            if keep.size:  # one (L, D) x (D, D) product per chain and block
+            if keep.size:  # one (L, D) x (D, d) product per chain and block
                 W = np.matmul(Vt[:, b], Rt)
-                kept = W[:, :keep.size] if keep[-1] + 1 == keep.size else W[:, keep]
-                out[:, pos:pos + keep.size] = kept[:, :, :D - 1]
+                out[:, pos:pos + keep.size] = W[:, :keep.size] if keep[-1] + 1 == keep.size else W[:, keep]
                 pos += keep.size
             Rt = np.matmul(ends[:, b], Rt)
 
