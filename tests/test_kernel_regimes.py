@@ -103,6 +103,8 @@ REGIMES = {
     "d4-m3": _dense(3, 4, seed=4),
     "d8-m4": _dense(4, 8, seed=8),
     "d32-m8": _dense(8, 32, seed=32),
+    "d5-m2": _dense(2, 5, seed=5),
+    "d6-m20": _dense(20, 6, seed=6),
     "d2-m40": _dense(40, 2, seed=2),
     "low-rank-d40-r3": _low_rank(),
 }

@@ -5,10 +5,13 @@ Affine maps, picked by shape:
 * diagonal maps (and ``d = 1``): elementwise forms, ``θ ← a_ξ ⊙ θ + b_ξ``
   forward and cumulative products and sums backward, in tiles of chains and
   chunks of steps that stay in cache;
-* otherwise rows advanced by row products (forward: ``[θ, 1] @ M_ξ``;
-  backward: the rows of ``P_n = P_{n−1} E_{ξ_n}``), each a row of a GEMM
-  (:mod:`contraction.core._kernels`): against all maps side by side when
-  ``m`` and ``d`` are small, else grouped by map, one GEMM per map a step.
+* forward, rows advanced by row products ``[θ, 1] @ M_ξ``, each a row of a
+  GEMM (:mod:`contraction.core._kernels`): against all maps side by side
+  when ``m`` and ``d`` are small, else grouped by map, one GEMM per map a step;
+* backward, a scan in blocks of steps that advance side by side: by words of
+  ``s`` steps (the products of all ``m^s`` words tabled, one product per chain
+  and word) when ``m^s`` is small, else the rows of ``P_n = P_{n−1} E_{ξ_n}``
+  by row products as forward.
 
 Low-rank maps ``I − s U Vᵀ`` use their factors (``O(r d)`` forward,
 ``O(r d²)`` backward per step and chain). Every kernel gives chain ``i`` the
@@ -54,9 +57,10 @@ _ELEMENTWISE_VALUES = 4096
 _ELEMENTWISE_STEPS = 16
 # Most chains in one tile of the forward engine.
 _TILE_CHAINS = 4096
-# Word scan: the products of all words of s maps held (values), for maps of size at most this.
-_WORD_VALUES = 2**18
-_WORD_MAX_DIM = 16
+# Word scan: at most this many words of s maps, their products within this many values, maps of size between these.
+_WORDS = 256
+_WORD_VALUES = 2**21
+_WORD_MIN_DIM, _WORD_MAX_DIM = 5, 65
 # Rank of the block updates of the low-rank backward scan (steps per block: this over the maps' rank).
 _BLOCK_RANK = 128
 
@@ -317,10 +321,10 @@ def _diagonal_backward(a_, b_, theta0, idx, steps, out):
 def affine_backward(maps: AffineMaps, theta0, idx, steps):
     """``[θ̃_n; 1] = P_n x_0`` with ``P_0 = I``, ``P_n = P_{n−1} E_{ξ_n}`` (left to right, per chain).
 
-    The rows of every chain's ``P`` advance by row products (each a row of
-    a GEMM), chains in tiles; the products of the saved steps are read out
-    in blocks of steps (:func:`_blocked_scan`). Neither tiles nor the steps
-    saved change a result. Diagonal maps use :func:`_diagonal_backward`.
+    A blocked scan (:func:`_blocked_scan`), by words of ``s`` steps when
+    :func:`_word_length` gives one for ``m`` and ``d``, else by row
+    products; chains in tiles and over threads. Neither tiles, threads nor
+    the steps saved change a result. Diagonal maps use :func:`_diagonal_backward`.
     """
     C = idx.shape[0]
     d, m = maps.dim, maps.n_maps
@@ -342,7 +346,7 @@ def affine_backward(maps: AffineMaps, theta0, idx, steps):
     units = max(1, units // workers)  # each thread within its share of _SCAN_BUDGET
     tile = units
     if words is not None and not (x0 == x0[0]).all():  # each start holds its words applied (and a GEMM's rows)
-        tile = max(1, min(units, _SCAN_BUDGET // workers // (24 * D * len(words.transposed))))
+        tile = max(1, min(units, _SCAN_BUDGET // workers // (8 * D * len(words.transposed))))
 
     def run(a, b):
         for t in range(a, b, tile):
@@ -363,14 +367,16 @@ def _scan_units(D: int) -> int:
 def _word_length(m: int, D: int) -> int:
     """Steps per word of the word scan for ``m`` maps of size ``D`` (0: the row scan instead).
 
-    The longest ``s`` in 8, 4, 2 (dividing ``_SCAN_BLOCK``) whose ``m^s`` word
-    products of size ``D`` fit in ``_WORD_VALUES``, for ``D ≤ _WORD_MAX_DIM``.
-    Fixed by ``m`` and ``D`` alone, so it never depends on the chains or the steps.
+    The longest ``s`` in 8, 4, 2 (dividing ``_SCAN_BLOCK``) with at most
+    ``_WORDS`` words (each start holds every word's prefixes applied to it)
+    whose products fit in ``_WORD_VALUES``, for ``_WORD_MIN_DIM ≤ D ≤
+    _WORD_MAX_DIM`` (outside, the row scan is as fast or faster). Fixed by
+    ``m`` and ``D`` alone, so it never depends on the chains, their starts or the steps.
     """
-    if D > _WORD_MAX_DIM:
+    if not _WORD_MIN_DIM <= D <= _WORD_MAX_DIM:
         return 0
     for s in (8, 4, 2):
-        if m ** s * D * D <= _WORD_VALUES:
+        if m ** s <= _WORDS and sum(m ** j for j in range(1, s + 1)) * D * D <= _WORD_VALUES:
             return s
     return 0
 
@@ -391,6 +397,7 @@ class _Words:
             tables.append(np.matmul(Et[None], tables[-1][:, None]).reshape(-1, D, D))
         self.m, self.s, self.D = m, s, D
         self.transposed = np.ascontiguousarray(np.concatenate(tables))
+        self.columns = np.ascontiguousarray(np.swapaxes(self.transposed, 0, 1).reshape(D, -1))  # [W_1ᵀ W_2ᵀ …]
         self.offsets = np.concatenate([[0], np.cumsum([m ** j for j in range(1, s + 1)])])
 
     def codes(self, letters):
@@ -416,14 +423,15 @@ class _Words:
         table[:, s:] = self.transposed[self.offsets[s - 1]:]
         return table
 
-    def applied(self, x0s):
-        """Every word applied to each start, ``(W x_0)ᵀ = x_0ᵀ Wᵀ``: ``x0s`` (K, 2, D) to (K, words, D).
+    def applied(self, x0):
+        """Every word applied to each start, ``(W x_0)ᵀ = x_0ᵀ Wᵀ``: ``x0`` (K, D) to (K, words, D).
 
-        One fixed-shape GEMM per start, so a start gets the same bits alone or among others.
+        Each start's products are a row of one GEMM (rows padded to a multiple
+        of ``_ROW_PAD``), so a start gets the same bits alone or among others.
         """
-        words = len(self.transposed)
-        rows = np.swapaxes(self.transposed, 0, 1).reshape(self.D, words * self.D)
-        return np.matmul(x0s, rows)[:, 0].reshape(len(x0s), words, self.D)
+        X = np.zeros((padded_rows(len(x0)), self.D))
+        X[:len(x0)] = x0
+        return np.matmul(X, self.columns)[:len(x0)].reshape(len(x0), -1, self.D)
 
 
 def _word_group(words, tx, shared, block, marks, K, g, n_steps):
@@ -536,7 +544,7 @@ def _blocked_scan(E, letters, steps, x0, out, words=None, units=None):
     x0s[:, 0] = x0
     shared = bool((x0 == x0[0]).all())
     if words is not None:
-        tx = words.applied(x0s[:1] if shared else x0s)
+        tx = words.applied(x0[:1] if shared else x0)
         word_rows = words.rows(tx[0]) if shared else None
     pos = 0
     if save[0]:
