@@ -71,14 +71,29 @@ def _saved(steps: np.ndarray, length: int) -> np.ndarray:
     return save
 
 
-def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.ndarray, read=None):
+def write_swapped(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src`` with the first two axes swapped: ``dst`` (C, L, d), ``src`` (L, C, d).
+
+    Each chain's ``d`` values at a step are moved as one item (a ``d``-value
+    record), so the copy is a transposition of records rather than of
+    ``d``-value runs: the same bits, fewer and longer moves.
+    """
+    if dst.ndim == 3 and dst.shape[2] > 1 and dst.strides[2] == dst.itemsize and src.flags.c_contiguous:
+        record = np.dtype((np.void, dst.shape[2] * dst.itemsize))
+        dst.view(record)[..., 0] = np.swapaxes(src.view(record)[..., 0], 0, 1)
+    else:
+        dst[...] = np.swapaxes(src, 0, 1)
+
+
+def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.ndarray, read=None, into=False):
     """The saved-steps loop of every iteration engine.
 
     Runs ``state = advance(k, state)`` for ``k = 0, …, n_steps − 1`` (step
     ``k + 1``) and writes ``read(state)`` (default: the state itself) into
     ``out[:, j]`` when step ``steps[j]`` is reached; step 0 is read from the
-    initial state. Overflow is left to :func:`check_diverged`. Returns the
-    final state.
+    initial state. With ``into``, ``advance(k, state, dest)`` writes what is
+    saved into ``dest`` itself (``None`` when step ``k + 1`` is not saved).
+    Overflow is left to :func:`check_diverged`. Returns the final state.
     """
     read = (lambda s: s) if read is None else read
     save = _saved(steps, n_steps + 1)
@@ -88,7 +103,7 @@ def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.nd
 
     def flush():  # a few saved steps at once: each chain's row of out is written in longer runs
         nonlocal held, pos
-        out[:, pos:pos + held] = np.swapaxes(buf[:held], 0, 1)
+        write_swapped(out[:, pos:pos + held], buf[:held])
         pos += held
         held = 0
 
@@ -97,12 +112,17 @@ def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.nd
             buf[0] = read(state)
             held = 1
         for k in range(n_steps):
-            state = advance(k, state)
-            if save[k + 1]:
-                if held == len(buf):
-                    flush()
+            if not save[k + 1]:
+                state = advance(k, state, None) if into else advance(k, state)
+                continue
+            if held == len(buf):
+                flush()
+            if into:
+                state = advance(k, state, buf[held])
+            else:
+                state = advance(k, state)
                 buf[held] = read(state)
-                held += 1
+            held += 1
         flush()
     return state
 
@@ -138,7 +158,11 @@ def _read_rows(rows):
 
 def _advance_rows(rows, letters, steps, out, read):
     """Advance a row stepper through the batch sequences ``letters`` (K, n), saving ``read(rows)``."""
-    iterate_and_save(lambda k, rows: rows.step(letters[:, k]), rows, letters.shape[1], steps, out, read=read)
+    if isinstance(rows, _AllMapsRows):
+        iterate_and_save(lambda k, rows, dest: rows.step(letters[:, k], dest=dest), rows, letters.shape[1], steps,
+                         out, read=read, into=True)
+    else:
+        iterate_and_save(lambda k, rows: rows.step(letters[:, k]), rows, letters.shape[1], steps, out, read=read)
 
 
 def _stepper(M, chains: int, r: int):
@@ -171,16 +195,28 @@ class _AllMapsRows:
         self.X[:, k:] = 1.0 if p > k else 0.0
         self.X[:len(start), :k] = start
         self.Y = np.empty((rows, m * k))
-        self.pick = np.arange(rows) * m
-        self.base = self.pick[:len(start)].copy()
+        self.Z = np.empty((len(start), k))
+        self.pick = np.arange(len(start)) * m  # the rows' blocks in Y, chain order (indices in range)
+        self.base = self.pick.copy()
 
-    def step(self, letters, row_letters=None):
-        """Advance one step: chain ``c`` by ``M[letters[c]]`` (``row_letters``: the same, one per row)."""
+    def step(self, letters, row_letters=None, dest=None):
+        """Advance one step: chain ``c`` by ``M[letters[c]]`` (``row_letters``: the same, one per row).
+
+        The new rows are gathered into ``dest`` (rows, k) when given (and
+        copied into the state), so that a saved step is written once. The
+        padding rows keep their start: their products are never read.
+        """
         np.matmul(self.X, self.cat, out=self.Y)
         if row_letters is None:
             row_letters = letters if self.r == 1 else np.repeat(letters, self.r)
-        np.add(self.base, row_letters, out=self.pick[:len(self.base)])
-        np.take(self.Y.reshape(-1, self.k), self.pick, axis=0, out=self.X[:, :self.k])
+        n = len(self.base)
+        np.add(self.base, row_letters, out=self.pick[:n])
+        if dest is None and self.X.shape[1] == self.k:
+            np.take(self.Y.reshape(-1, self.k), self.pick[:n], axis=0, out=self.X[:n], mode="clip")
+            return self
+        dest = self.Z if dest is None else dest
+        np.take(self.Y.reshape(-1, self.k), self.pick[:n], axis=0, out=dest, mode="clip")
+        self.X[:n, :self.k] = dest
         return self
 
     def chain_rows(self):
@@ -276,7 +312,7 @@ def _diagonal_forward(a_, b_, theta0, idx, steps, out):
                     slot += 1
                 theta = new
             theta = theta.copy()
-            out[a:b, pos:pos + slot] = np.swapaxes(kept[:slot], 0, 1)
+            write_swapped(out[a:b, pos:pos + slot], kept[:slot])
             pos += slot
 
 
