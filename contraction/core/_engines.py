@@ -57,6 +57,8 @@ _ELEMENTWISE_VALUES = 4096
 _ELEMENTWISE_STEPS = 16
 # Most chains in one tile of the forward engine.
 _TILE_CHAINS = 4096
+# Values a step (chains x d) from which each thread of the forward engine against all maps side by side pays.
+_THREAD_MIN_VALUES = 8192
 # Word scan: at most this many words of s maps, their products within this many values, maps of size between these.
 _WORDS = 256
 _WORD_VALUES = 2**21
@@ -148,7 +150,10 @@ def affine_forward(maps: AffineMaps, theta0, idx, steps):
             K = min(b, t + tile) - t
             _advance_rows(stepper(M, theta0[t:t + K], 1), idx[t:t + K], steps, out[t:t + K], _read_rows)
 
-    over_chain_slices(run, C, m, work_workers(C, 2 * (d + 1) * d))
+    workers = work_workers(C, 2 * (d + 1) * d)
+    if _stepper(M, min(C // 2, _TILE_CHAINS), 1)[0] is _AllMapsRows:  # few, long calls a step: threads pay sooner
+        workers = max(workers, share_workers(C, C * d // _THREAD_MIN_VALUES))
+    over_chain_slices(run, C, m, workers)
     return out
 
 
