@@ -8,6 +8,8 @@ saved. The engines evaluate each chain's products with a per-chain product of
 fixed shape (see ``contraction/core/_kernels.py``).
 """
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -92,18 +94,32 @@ def test_backward_is_the_same_for_every_memory_budget(case):
         assert np.array_equal(other, results[0])
 
 
+_THREAD_THRESHOLDS = [(kernels, "_THREAD_MIN_CHAINS", 64), (kernels, "_THREAD_MIN_WORK", 1),
+                      (engines, "_THREAD_MIN_VALUES", 1), (engines, "_SCAN_THREAD_PAIRS", 1)]
+
+
+@pytest.mark.parametrize("d", [2, 4], ids=["row-scan", "word-scan"])
 @pytest.mark.parametrize("fn", ENGINES, ids=lambda f: f.__name__)
-def test_threads_do_not_change_a_chain(fn):
+def test_threads_do_not_change_a_chain(fn, d):
     rng = np.random.default_rng(12)
-    maps = ct.AffineMaps(0.3 * rng.normal(size=(3, 4, 4)), rng.normal(size=(3, 4)))
+    maps = ct.AffineMaps(0.3 * rng.normal(size=(3, d, d)), rng.normal(size=(3, d)))
     idx = ct.sample_batches(3, 25, n_chains=200, rng=13)
-    theta0 = rng.normal(size=(200, 4))
+    theta0 = rng.normal(size=(200, d))
+    used = []
+
+    def spy(run, n_chains, m, workers=None):
+        used.append(kernels._workers(n_chains, m) if workers is None else workers)
+        kernels.over_chain_slices(run, n_chains, m, workers)
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(kernels, "_THREAD_MIN_CHAINS", 10**9)
+        for module, name, _ in _THREAD_THRESHOLDS:
+            mp.setattr(module, name, 10**18)
         single = fn(maps, theta0, idx)
-        mp.setattr(kernels, "_THREAD_MIN_CHAINS", 64)
-        assert kernels._workers(200, 3) >= 2 or (__import__("os").cpu_count() or 1) == 1
+        for module, name, low in _THREAD_THRESHOLDS:
+            mp.setattr(module, name, low)
+        mp.setattr(engines, "over_chain_slices", spy)
         threaded = fn(maps, theta0, idx)
+    assert max(used) >= 2 or (os.cpu_count() or 1) == 1  # the threaded run was threaded
     assert np.array_equal(threaded, single)
     assert np.array_equal(single[7], fn(maps, theta0[7], idx[7])[0])
 
