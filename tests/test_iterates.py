@@ -82,8 +82,10 @@ def test_general_map_family_matches_affine_closed_forms(data):
     theta0 = np.ones(maps.dim)
     for fn in (ct.forward_iterates, ct.backward_iterates):
         np.testing.assert_allclose(fn(Wrapped(maps), theta0, idx), fn(maps, theta0, idx), atol=1e-12)
-    # forward: the same per-chain products through step() as in the closed form, bit for bit
-    assert np.array_equal(ct.forward_iterates(Wrapped(maps), theta0, idx), ct.forward_iterates(maps, theta0, idx))
+    # forward: the same per-chain products through step() as in the closed form, bit for bit, except for
+    # diagonal maps (and d = 1), whose closed form composes the maps of each word of steps first (to rounding)
+    if maps._diagonal is None:
+        assert np.array_equal(ct.forward_iterates(Wrapped(maps), theta0, idx), ct.forward_iterates(maps, theta0, idx))
 
 
 def test_general_backward_cost_is_sum_of_requested_horizons():

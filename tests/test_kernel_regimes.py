@@ -96,6 +96,7 @@ def _low_rank(m=20, d=40, r=3, seed=41):
 REGIMES = {
     "d1-m2-two-point": ct.AffineMaps([[[0.5]], [[0.5]]], [[0.5], [-0.5]]),
     "d1-m2-negative-expanding": ct.AffineMaps([[[-1.5]], [[0.6]]], [[1.0], [-0.3]]),
+    "d1-m20": ct.AffineMaps(np.linspace(-1.1, 1.1, 20)[:, None, None], np.linspace(-1.0, 2.0, 20)[:, None]),
     "d1-m5": ct.AffineMaps(np.array([-1.2, -0.5, 0.3, 0.8, 1.1])[:, None, None],
                            [[0.7], [-1.0], [0.2], [1.5], [-0.4]]),
     "diagonal-d3": _diagonal(),
@@ -391,6 +392,15 @@ def _first_overflow(maps, theta0, idx, fn):
             if bad.any():
                 return int(np.argmax(bad)), n
     return None, None
+
+
+def test_forward_words_whose_coefficients_overflow_fall_back_to_single_steps():
+    """Composed coefficients ``a^8 = 1e400`` overflow: words would give ``inf · 0 = nan`` where steps give 0."""
+    maps = ct.AffineMaps([[[1e50]], [[0.5]]], [[0.0], [0.0]])
+    idx = np.zeros((3, 40), dtype=np.int64)
+    assert np.array_equal(ct.forward_iterates(maps, [0.0], idx), np.zeros((3, 41, 1)))
+    with pytest.raises(ct.DivergenceError, match="non-finite at step 13"):  # 1e-300 · 1e50^k overflows at k = 13
+        ct.forward_iterates(maps, [1e-300], idx)
 
 
 @pytest.mark.parametrize("name", list(EXPANDING))

@@ -2,9 +2,11 @@
 
 Affine maps, picked by shape:
 
-* diagonal maps (and ``d = 1``): elementwise forms, ``θ ← a_ξ ⊙ θ + b_ξ``
-  forward and cumulative products and sums backward, in tiles of chains and
-  chunks of steps that stay in cache;
+* diagonal maps (and ``d = 1``): elementwise forms; forward by words of
+  ``s`` steps, ``θ_{us+i} = A_i ⊙ θ_{us} + B_i`` with the coefficients of
+  every word's prefixes tabled (:func:`_diagonal_forward_words`; ``θ ←
+  a_ξ ⊙ θ + b_ξ`` step by step when ``m > 16``); backward cumulative
+  products and sums; in tiles of chains and chunks of steps that stay in cache;
 * forward, rows advanced by row products ``[θ, 1] @ M_ξ``, each a row of a
   GEMM (:mod:`contraction.core._kernels`): against all maps side by side
   when ``m`` and ``d`` are small, else grouped by map, one GEMM per map a step;
@@ -55,6 +57,8 @@ _SAVE_VALUES = 2**20
 # Values per step (chains x d) and steps per chunk of the elementwise (diagonal) engines.
 _ELEMENTWISE_VALUES = 4096
 _ELEMENTWISE_STEPS = 16
+# Values per array (chains x s x d) of the elementwise forward engine by words.
+_WORD_VALUES_ELEMENTWISE = 32768
 # Most chains in one tile of the forward engine.
 _TILE_CHAINS = 4096
 # Values a step (chains x d) from which each thread of the forward engine against all maps side by side pays.
@@ -85,6 +89,16 @@ def write_swapped(dst: np.ndarray, src: np.ndarray) -> None:
         dst.view(record)[..., 0] = np.swapaxes(src.view(record)[..., 0], 0, 1)
     else:
         dst[...] = np.swapaxes(src, 0, 1)
+
+
+def write_rows(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src`` for ``dst`` (C, L, d) whose rows' ``L d`` values are contiguous: a row moved as one record."""
+    if dst.ndim == 3 and dst.strides[2] == dst.itemsize and dst.strides[1] == dst.shape[2] * dst.itemsize \
+            and src.flags.c_contiguous and dst.shape[1] * dst.shape[2] > 1:
+        record = np.dtype((np.void, dst.shape[1] * dst.shape[2] * dst.itemsize))
+        dst.reshape(dst.shape[0], -1).view(record)[:, 0] = src.reshape(src.shape[0], -1).view(record)[:, 0]
+    else:
+        dst[...] = src
 
 
 def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.ndarray, read=None, into=False):
@@ -132,15 +146,24 @@ def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.nd
 def affine_forward(maps: AffineMaps, theta0, idx, steps):
     """``θ_k = [θ_{k−1}, 1] @ M_{ξ_k}`` per chain, each a row of a GEMM, chains in tiles and sliced over threads.
 
-    Diagonal maps (and ``d = 1``) take the elementwise form ``a_ξ ⊙ θ + b_ξ``
-    (:func:`_diagonal_forward`), which gives the same bits.
+    Diagonal maps (and ``d = 1``) take elementwise forms: by words of ``s``
+    steps (:func:`_diagonal_forward_words`, the same as step by step to
+    rounding) when ``m ≤ 16``, else ``a_ξ ⊙ θ + b_ξ`` step by step
+    (:func:`_diagonal_forward`, the same bits as the row product).
     """
     C = idx.shape[0]
     d, m = maps.dim, maps.n_maps
     out = np.empty((C, steps.size, d))
     if maps._diagonal is not None:
         a_, b_ = maps._diagonal
-        over_chain_slices(lambda a, b: _diagonal_forward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]), C, m)
+        s = _diagonal_word_length(m)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            words = _diagonal_words(a_, b_, s) if s > 1 else None
+        if words is not None and np.isfinite(words[0]).all() and np.isfinite(words[1]).all():
+            over_chain_slices(lambda a, b: _diagonal_forward_words(*words, m, theta0[a:b], idx[a:b], steps, out[a:b]),
+                              C, m)
+        else:  # one map at a time: composed coefficients would overflow (or m > 16)
+            over_chain_slices(lambda a, b: _diagonal_forward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]), C, m)
         return out
     M = maps._row_matrices
 
@@ -319,6 +342,73 @@ def _diagonal_forward(a_, b_, theta0, idx, steps, out):
             theta = theta.copy()
             write_swapped(out[a:b, pos:pos + slot], kept[:slot])
             pos += slot
+
+
+def _diagonal_word_length(m: int) -> int:
+    """Steps per word of the elementwise forward engine: the longest ``s`` in 8, 4, 2 with at most ``_WORDS`` words."""
+    return next((s for s in (8, 4, 2) if m ** s <= _WORDS), 1)
+
+
+def _diagonal_words(a_, b_, s: int):
+    """``θ ↦ A ⊙ θ + B`` for the first ``i`` maps of every word of ``s`` maps: ``A, B`` (m^s, s, d), by the word's code.
+
+    Built prefix by prefix (``A ← a_l ⊙ A``, ``B ← a_l ⊙ B + b_l``), so a
+    word's first ``i`` entries depend on its first ``i`` maps only.
+    """
+    m, d = a_.shape
+    A, B = a_[:, None, :].copy(), b_[:, None, :].copy()
+    for _ in range(1, s):
+        nA = np.multiply(a_[None, :, None, :], A[:, None, -1:, :])  # (words, m, 1, d): word then map l
+        nB = np.multiply(a_[None, :, None, :], B[:, None, -1:, :])
+        nB += b_[None, :, None, :]
+        k = A.shape[1]
+        A = np.concatenate([np.broadcast_to(A[:, None], (len(A), m, k, d)), nA], axis=2).reshape(-1, k + 1, d)
+        B = np.concatenate([np.broadcast_to(B[:, None], (len(B), m, k, d)), nB], axis=2).reshape(-1, k + 1, d)
+    return np.ascontiguousarray(A), np.ascontiguousarray(B)
+
+
+def _diagonal_forward_words(A, B, m, theta0, idx, steps, out):
+    """``θ_{us+i} = A_i ⊙ θ_{us} + B_i`` with ``(A_i, B_i)`` the word's first ``i`` maps composed, by words of ``s``.
+
+    ``A, B``: :func:`_diagonal_words` for ``m`` maps (all finite). The words start at
+    multiples of ``s`` (fixed by ``m``); a sub-step with no saved step only
+    advances the carry (``i = s``). Each chain's values
+    are elementwise products of its own, so tiles never change a result.
+    """
+    C, n = idx.shape
+    d, s = A.shape[2], A.shape[1]
+    U = -(-n // s)
+    save = _saved(steps, U * s + 1)
+    powers = m ** np.arange(s - 1, -1, -1)
+    keeps = [np.flatnonzero(save[u * s + 1:min(n, u * s + s) + 1]) for u in range(U)]
+    pos0 = int(save[0])
+    out[:, :pos0] = theta0[:, None]
+    tile = max(1, _WORD_VALUES_ELEMENTWISE // (s * d))
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        for a in range(0, C, tile):
+            b = min(C, a + tile)
+            codes = np.empty((U, b - a), dtype=np.int64)
+            whole = n // s
+            codes[:whole] = np.matmul(idx[a:b, :whole * s].reshape(b - a, whole, s), powers).T
+            if whole < U:  # steps past n repeat map 0: never read
+                last = np.zeros((b - a, s), dtype=np.int64)
+                last[:, :n - whole * s] = idx[a:b, whole * s:]
+                codes[whole] = np.matmul(last, powers)
+            theta, pos = theta0[a:b].copy(), pos0
+            Y, Z = np.empty((b - a, s, d)), np.empty((b - a, s, d))
+            for u in range(U):
+                code, keep = codes[u], keeps[u]
+                if not keep.size:
+                    theta = np.multiply(A[code, s - 1], theta)
+                    theta += B[code, s - 1]
+                    continue
+                np.take(A, code, axis=0, out=Y, mode="clip")
+                np.multiply(Y, theta[:, None, :], out=Y)
+                np.take(B, code, axis=0, out=Z, mode="clip")
+                Y += Z
+                write_rows(out[a:b, pos:pos + keep.size], Y[:, :keep.size] if keep[-1] + 1 == keep.size else Y[:, keep])
+                pos += keep.size
+                theta = Y[:, s - 1].copy()
 
 
 def _diagonal_backward(a_, b_, theta0, idx, steps, out):

@@ -7,13 +7,16 @@ For a batch sequence ``ξ_1, …, ξ_n`` and start ``θ_0``:
 
 For affine maps both have closed forms, computed by the engines of
 :mod:`contraction.core._engines`, which pick a kernel by shape: elementwise
-forms for diagonal maps (and ``d = 1``); otherwise row products (forward
-``[θ, 1] @ M_ξ``, backward the rows of the prefix products ``P_n = P_{n−1}
-E_{ξ_n}`` of the augmented matrices ``E_i = [[A_i, b_i], [0, 1]]``, with
-``[θ̃_n; 1] = P_n [θ_0; 1]``), each a row of a GEMM against all maps side
-by side or grouped by map. The backward scan runs in blocks of 64 steps that
-advance side by side and are joined after; sequences of at most ``2 (d + 1)``
-steps are rebuilt map by map instead (cheaper, :func:`recompute_horizon`).
+forms for diagonal maps (and ``d = 1``; forward by words of steps whose
+composed coefficients are tabled, the same as step by step to rounding);
+otherwise forward by row products ``[θ, 1] @ M_ξ``, each a row of a GEMM
+against all maps side by side or grouped by map (the same bits as
+``maps.step``), and backward by the prefix products ``P_n = P_{n−1} E_{ξ_n}``
+of the augmented matrices ``E_i = [[A_i, b_i], [0, 1]]``, with ``[θ̃_n; 1] =
+P_n [θ_0; 1]``: a scan in blocks of 64 steps that advance side by side and
+are joined after, stepped by words of a few maps whose products are tabled
+(or by row products when the words would be too many). Sequences of at most
+``2 (d + 1)`` steps are rebuilt map by map instead (cheaper, :func:`recompute_horizon`).
 Memory stays bounded (``_SCAN_BUDGET``, chunks of steps) whatever the number
 of steps.
 

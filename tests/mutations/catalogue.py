@@ -132,6 +132,15 @@ MUTANTS: list[Mutant] = [
            "            np.matmul(G, H[:, s:], out=spare)\n            H[:, :s] = spare[:, :s]\n",
            "the backward scan reads each word's iterates but never advances the carried product",
            (*CORE, "tests/test_kernel_regimes.py")),
+    Mutant("diagonal_words_offsets_dropped", "library", "contraction/core/_engines.py",
+           "        nB += b_[None, :, None, :]\n", "",
+           "diagonal forward words compose the slopes but drop every offset after the first map",
+           (*CORE, "tests/test_kernel_regimes.py")),
+    Mutant("diagonal_words_prefix_misread", "library", "contraction/core/_engines.py",
+           "write_rows(out[a:b, pos:pos + keep.size], Y[:, :keep.size] if keep[-1] + 1 == keep.size else Y[:, keep])",
+           "write_rows(out[a:b, pos:pos + keep.size], Y[:, ::-1][:, :keep.size] if keep[-1] + 1 == keep.size "
+           "else Y[:, ::-1][:, keep])",
+           "diagonal forward words write their steps in reverse order", (*CORE, "tests/test_kernel_regimes.py")),
     Mutant("one_stream_for_every_chain", "library", "contraction/core/sampling.py",
            "draw_batches(gen.spawn(stop - start), m, n, scheme, probs, out=out[start:stop])",
            "draw_batches([np.random.Generator(np.random.PCG64(0)) for _ in range(stop - start)], m, n, scheme, "
