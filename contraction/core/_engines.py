@@ -349,22 +349,45 @@ def _diagonal_word_length(m: int) -> int:
     return next((s for s in (8, 4, 2) if m ** s <= _WORDS), 1)
 
 
-def _diagonal_words(a_, b_, s: int):
+def _diagonal_words(a_, b_, s: int, backward: bool = False):
     """``θ ↦ A ⊙ θ + B`` for the first ``i`` maps of every word of ``s`` maps: ``A, B`` (m^s, s, d), by the word's code.
 
-    Built prefix by prefix (``A ← a_l ⊙ A``, ``B ← a_l ⊙ B + b_l``), so a
-    word's first ``i`` entries depend on its first ``i`` maps only.
+    The maps composed forward, ``T_{l_i} ∘ … ∘ T_{l_1}`` (``A ← a_l ⊙ A``,
+    ``B ← a_l ⊙ B + b_l``), or backward, ``T_{l_1} ∘ … ∘ T_{l_i}``
+    (``B ← B + A ⊙ b_l``, ``A ← A ⊙ a_l``), prefix by prefix, so a word's
+    first ``i`` entries depend on its first ``i`` maps only.
     """
     m, d = a_.shape
     A, B = a_[:, None, :].copy(), b_[:, None, :].copy()
     for _ in range(1, s):
         nA = np.multiply(a_[None, :, None, :], A[:, None, -1:, :])  # (words, m, 1, d): word then map l
-        nB = np.multiply(a_[None, :, None, :], B[:, None, -1:, :])
-        nB += b_[None, :, None, :]
+        if backward:
+            nB = np.multiply(A[:, None, -1:, :], b_[None, :, None, :])
+            nB += B[:, None, -1:, :]
+        else:
+            nB = np.multiply(a_[None, :, None, :], B[:, None, -1:, :])
+            nB += b_[None, :, None, :]
         k = A.shape[1]
         A = np.concatenate([np.broadcast_to(A[:, None], (len(A), m, k, d)), nA], axis=2).reshape(-1, k + 1, d)
         B = np.concatenate([np.broadcast_to(B[:, None], (len(B), m, k, d)), nB], axis=2).reshape(-1, k + 1, d)
     return np.ascontiguousarray(A), np.ascontiguousarray(B)
+
+
+def _word_codes(letters, m: int, s: int) -> np.ndarray:
+    """Codes ``l_1 m^{s−1} + … + l_s`` of the words of ``s`` steps of each chain: ``letters`` (K, n) to (⌈n/s⌉, K).
+
+    Steps past ``n`` repeat map 0 (their entries are never read).
+    """
+    K, n = letters.shape
+    U, whole = -(-n // s), n // s
+    powers = m ** np.arange(s - 1, -1, -1)
+    codes = np.empty((U, K), dtype=np.int64)
+    codes[:whole] = np.matmul(letters[:, :whole * s].reshape(K, whole, s), powers).T
+    if whole < U:
+        last = np.zeros((K, s), dtype=np.int64)
+        last[:, :n - whole * s] = letters[:, whole * s:]
+        codes[whole] = np.matmul(last, powers)
+    return codes
 
 
 def _diagonal_forward_words(A, B, m, theta0, idx, steps, out):
@@ -379,7 +402,6 @@ def _diagonal_forward_words(A, B, m, theta0, idx, steps, out):
     d, s = A.shape[2], A.shape[1]
     U = -(-n // s)
     save = _saved(steps, U * s + 1)
-    powers = m ** np.arange(s - 1, -1, -1)
     keeps = [np.flatnonzero(save[u * s + 1:min(n, u * s + s) + 1]) for u in range(U)]
     pos0 = int(save[0])
     out[:, :pos0] = theta0[:, None]
@@ -387,13 +409,7 @@ def _diagonal_forward_words(A, B, m, theta0, idx, steps, out):
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         for a in range(0, C, tile):
             b = min(C, a + tile)
-            codes = np.empty((U, b - a), dtype=np.int64)
-            whole = n // s
-            codes[:whole] = np.matmul(idx[a:b, :whole * s].reshape(b - a, whole, s), powers).T
-            if whole < U:  # steps past n repeat map 0: never read
-                last = np.zeros((b - a, s), dtype=np.int64)
-                last[:, :n - whole * s] = idx[a:b, whole * s:]
-                codes[whole] = np.matmul(last, powers)
+            codes = _word_codes(idx[a:b], m, s)
             theta, pos = theta0[a:b].copy(), pos0
             Y, Z = np.empty((b - a, s, d)), np.empty((b - a, s, d))
             for u in range(U):
@@ -409,6 +425,55 @@ def _diagonal_forward_words(A, B, m, theta0, idx, steps, out):
                 write_rows(out[a:b, pos:pos + keep.size], Y[:, :keep.size] if keep[-1] + 1 == keep.size else Y[:, keep])
                 pos += keep.size
                 theta = Y[:, s - 1].copy()
+
+
+def _diagonal_backward_words(A, B, m, theta0, idx, steps, out):
+    """``θ̃_{us+i} = P_{us} ⊙ (A_i ⊙ θ_0 + B_i) + q_{us}``, ``(A_i, B_i)`` the word's first ``i`` maps composed backward.
+
+    ``P_{(u+1)s} = P_{us} ⊙ A_s``, ``q_{(u+1)s} = q_{us} + P_{us} ⊙ B_s``;
+    ``A, B``: :func:`_diagonal_words` (backward, all finite) for ``m`` maps.
+    The words start at multiples of ``s`` (fixed by ``m``). With one start
+    for all chains, ``A_i ⊙ θ_0 + B_i`` is tabled once (the same
+    elementwise operations, so the same bits as per chain).
+    """
+    C, n = idx.shape
+    d, s = A.shape[2], A.shape[1]
+    U = -(-n // s)
+    save = _saved(steps, U * s + 1)
+    keeps = [np.flatnonzero(save[u * s + 1:min(n, u * s + s) + 1]) for u in range(U)]
+    pos0 = int(save[0])
+    out[:, :pos0] = theta0[:, None]
+    shared = bool((theta0 == theta0[0]).all()) if C else True
+    start = np.multiply(A, theta0[0]) + B if shared and C else None  # every word's prefixes applied to θ_0
+    A_end, B_end = np.ascontiguousarray(A[:, s - 1]), np.ascontiguousarray(B[:, s - 1])
+    tile = max(1, _WORD_VALUES_ELEMENTWISE // (s * d))
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        for a in range(0, C, tile):
+            b = min(C, a + tile)
+            codes = _word_codes(idx[a:b], m, s)
+            P, q, pos = np.ones((b - a, d)), np.zeros((b - a, d)), pos0
+            Y, Z = np.empty((b - a, s, d)), np.empty((b - a, s, d))
+            G, H = np.empty((b - a, d)), np.empty((b - a, d))
+            for u in range(U):
+                code, keep = codes[u], keeps[u]
+                if keep.size:
+                    if start is not None:
+                        np.take(start, code, axis=0, out=Y, mode="clip")
+                    else:
+                        np.take(A, code, axis=0, out=Y, mode="clip")
+                        np.multiply(Y, theta0[a:b, None, :], out=Y)
+                        np.take(B, code, axis=0, out=Z, mode="clip")
+                        Y += Z
+                    np.multiply(Y, P[:, None, :], out=Y)
+                    np.add(Y, q[:, None, :], out=Y)
+                    write_rows(out[a:b, pos:pos + keep.size],
+                               Y[:, :keep.size] if keep[-1] + 1 == keep.size else Y[:, keep])
+                    pos += keep.size
+                np.take(B_end, code, axis=0, out=H, mode="clip")
+                np.multiply(P, H, out=H)
+                q += H
+                np.take(A_end, code, axis=0, out=G, mode="clip")
+                P *= G
 
 
 def _diagonal_backward(a_, b_, theta0, idx, steps, out):
@@ -463,9 +528,15 @@ def affine_backward(maps: AffineMaps, theta0, idx, steps):
     out = np.empty((C, steps.size, d))
     if maps._diagonal is not None:
         a_, b_ = maps._diagonal
+        s = _diagonal_word_length(m)
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-            over_chain_slices(lambda a, b: _diagonal_backward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]),
-                              C, m)
+            words = _diagonal_words(a_, b_, s, backward=True) if s > 1 else None
+            if words is not None and np.isfinite(words[0]).all() and np.isfinite(words[1]).all():
+                over_chain_slices(
+                    lambda a, b: _diagonal_backward_words(*words, m, theta0[a:b], idx[a:b], steps, out[a:b]), C, m)
+            else:  # one map at a time: composed coefficients would overflow (or m > 16)
+                over_chain_slices(lambda a, b: _diagonal_backward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]),
+                                  C, m)
         return out
     E = maps.augmented
     x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)
