@@ -141,13 +141,10 @@ MUTANTS: list[Mutant] = [
            "write_rows(out[a:b, pos:pos + keep.size], Y[:, ::-1][:, :keep.size] if keep[-1] + 1 == keep.size "
            "else Y[:, ::-1][:, keep])",
            "diagonal forward words write their steps in reverse order", (*CORE, "tests/test_kernel_regimes.py")),
-    Mutant("diagonal_backward_words_carry_order", "library", "contraction/core/_engines.py",
-           "                np.take(B_end, code, axis=0, out=H, mode=\"clip\")\n                np.multiply(P, H, out=H)\n"
-           "                q += H\n                np.take(A_end, code, axis=0, out=G, mode=\"clip\")\n                P *= G\n",
-           "                np.take(A_end, code, axis=0, out=G, mode=\"clip\")\n                P *= G\n"
-           "                np.take(B_end, code, axis=0, out=H, mode=\"clip\")\n                np.multiply(P, H, out=H)\n"
-           "                q += H\n",
-           "diagonal backward words carry the offsets with the new product instead of the old",
+    Mutant("diagonal_backward_words_offsets_not_carried", "library", "contraction/core/_engines.py",
+           "                np.multiply(P, H, out=H)\n                q += H\n",
+           "                np.multiply(P, H, out=H)\n                q += 0.0 * H\n",
+           "diagonal backward words never carry the offsets from one word to the next",
            (*CORE, "tests/test_kernel_regimes.py")),
     Mutant("one_stream_for_every_chain", "library", "contraction/core/sampling.py",
            "draw_batches(gen.spawn(stop - start), m, n, scheme, probs, out=out[start:stop])",
