@@ -20,6 +20,7 @@ from strategies import affine_maps, floats
 import contraction as ct
 import contraction.core._engines as engines
 import contraction.core._kernels as kernels
+import contraction.core._scan as scan
 
 ENGINES = [ct.forward_iterates, ct.backward_iterates]
 APPROXIMATIONS = [ct.windowed_backward_iterates, ct.sliding_backward_iterates]
@@ -88,7 +89,7 @@ def test_backward_is_the_same_for_every_memory_budget(case):
     results = []
     for budget in BUDGETS:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(engines, "_SCAN_BUDGET", budget)
+            mp.setattr(scan, "_SCAN_BUDGET", budget)
             results.append(ct.backward_iterates(maps, theta0, idx))
     for other in results[1:]:
         assert np.array_equal(other, results[0])
@@ -156,7 +157,7 @@ def test_backward_block_size_does_not_change_the_iterates():
     reference = ct.backward_iterates(maps, theta0, idx)
     for budget in (8 * 2 * 16 * 2, 8 * 2 * 16 * 2 * 37):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(engines, "_SCAN_BUDGET", budget)
+            mp.setattr(scan, "_SCAN_BUDGET", budget)
             assert np.array_equal(ct.backward_iterates(maps, theta0, idx), reference)
 
 

@@ -114,7 +114,7 @@ def test_save_steps_selects_rows(fn):
 
 def test_backward_block_scan_matches_sequential(monkeypatch):
     """Long horizons with tiny tiles of chains (the working-memory budget); every tile must scan alike."""
-    import contraction.core._engines as it
+    import contraction.core._scan as it
 
     rng = np.random.default_rng(5)
     maps = ct.AffineMaps(0.4 * rng.normal(size=(4, 3, 3)), rng.normal(size=(4, 3)))

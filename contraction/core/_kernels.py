@@ -298,3 +298,33 @@ def over_chain_slices(run, n_chains: int, m: int, workers: int | None = None) ->
         for job in jobs:
             job.result()
 
+
+def _saved(steps: np.ndarray, length: int) -> np.ndarray:
+    """Boolean mask of length ``length``: ``True`` at the saved step numbers ``steps``."""
+    save = np.zeros(length, dtype=bool)
+    save[steps] = True
+    return save
+
+
+def write_swapped(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src`` with the first two axes swapped: ``dst`` (C, L, d), ``src`` (L, C, d).
+
+    Each chain's ``d`` values at a step are moved as one item (a ``d``-value
+    record), so the copy is a transposition of records rather than of
+    ``d``-value runs: the same bits, fewer and longer moves.
+    """
+    if dst.ndim == 3 and dst.shape[2] > 1 and dst.strides[2] == dst.itemsize and src.flags.c_contiguous:
+        record = np.dtype((np.void, dst.shape[2] * dst.itemsize))
+        dst.view(record)[..., 0] = np.swapaxes(src.view(record)[..., 0], 0, 1)
+    else:
+        dst[...] = np.swapaxes(src, 0, 1)
+
+
+def write_rows(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src`` for ``dst`` (C, L, d) whose rows' ``L d`` values are contiguous: a row moved as one record."""
+    if dst.ndim == 3 and dst.strides[2] == dst.itemsize and dst.strides[1] == dst.shape[2] * dst.itemsize \
+            and src.flags.c_contiguous and dst.shape[1] * dst.shape[2] > 1:
+        record = np.dtype((np.void, dst.shape[1] * dst.shape[2] * dst.itemsize))
+        dst.reshape(dst.shape[0], -1).view(record)[:, 0] = src.reshape(src.shape[0], -1).view(record)[:, 0]
+    else:
+        dst[...] = src
