@@ -184,7 +184,10 @@ def affine_backward(maps: AffineMaps, theta0, idx, steps):
     words = _Words(E, s) if s else None
     units = _scan_units(D)
     pairs = C * max(1, min(-(-idx.shape[1] // _SCAN_BLOCK), units // C))  # (chain, block) pairs a step
-    workers = share_workers(C, pairs // _SCAN_THREAD_PAIRS)
+    if words is not None:  # a few long calls a step: threads pay from _SCAN_THREAD_PAIRS pairs each
+        workers = share_workers(C, pairs // _SCAN_THREAD_PAIRS)
+    else:  # a call per map present a step: threads only for much work
+        workers = work_workers(C, 2 * D * D * D)
     units = max(1, units // workers)  # each thread within its share of _SCAN_BUDGET
     tile = units
     if words is not None and not (x0 == x0[0]).all():  # each start holds its words applied (and a GEMM's rows)
