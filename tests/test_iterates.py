@@ -208,7 +208,7 @@ def test_recomputing_too_many_overflowed_products_is_refused_with_the_reason():
     """Finite iterates behind overflowed products are recomputed only within a stated budget."""
     maps = ct.AffineMaps([[[2.0]]], [[0.0]])
     # P_n = 2^n overflows from n = 1024; the first iterate read from an overflowed product is step 1024 step by
-    # step, or step 1025 by words of 8 steps (step 1024 is then P_1016 applied to the word's own prefix)
+    # step, or step 1025 by words of 16 steps (step 1024 is then P_1008 applied to the word's own prefix)
     with pytest.raises(ct.DivergenceError, match=r"products P_n of chain 0 overflow from step 102[45] on.*limit"):
         ct.backward_iterates(maps, [0.0], np.zeros((2, 12000), dtype=np.int64))
     last = ct.backward_iterates(maps, [0.0], np.zeros((2, 12000), dtype=np.int64), save_steps=[12000])

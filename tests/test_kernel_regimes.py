@@ -96,7 +96,7 @@ def _low_rank(m=20, d=40, r=3, seed=41):
 REGIMES = {
     "d1-m2-two-point": ct.AffineMaps([[[0.5]], [[0.5]]], [[0.5], [-0.5]]),
     "d1-m2-negative-expanding": ct.AffineMaps([[[-1.5]], [[0.6]]], [[1.0], [-0.3]]),
-    "d1-m20": ct.AffineMaps(np.linspace(-1.1, 1.1, 20)[:, None, None], np.linspace(-1.0, 2.0, 20)[:, None]),
+    "d1-m70": ct.AffineMaps(np.linspace(-1.1, 1.1, 70)[:, None, None], np.linspace(-1.0, 2.0, 70)[:, None]),
     "d1-m5": ct.AffineMaps(np.array([-1.2, -0.5, 0.3, 0.8, 1.1])[:, None, None],
                            [[0.7], [-1.0], [0.2], [1.5], [-0.4]]),
     "diagonal-d3": _diagonal(),

@@ -1,6 +1,6 @@
 """Elementwise engines for diagonal maps (and ``d = 1``): ``T_i(θ) = a_i ⊙ θ + b_i``.
 
-Forward and backward by words of ``s`` steps when ``m ≤ 16`` (the composed
+Forward and backward by words of ``s`` steps when ``m ≤ 64`` (the composed
 coefficients of every word's prefixes tabled: one gather and one product
 a word), else step by step (forward ``θ ← a_ξ ⊙ θ + b_ξ``, the same bits as
 the row product; backward cumulative products and sums). Chains go in
@@ -17,9 +17,10 @@ from ._kernels import _saved, write_rows, write_swapped
 # Values per step (chains x d) and steps per chunk of the step-by-step engines.
 _ELEMENTWISE_VALUES = 4096
 _ELEMENTWISE_STEPS = 16
-# Values per array (chains x s x d) of the engines by words, and most words of s maps.
+# Values per array (chains x s x d) of the engines by words; most words of s maps, and values per table.
 _WORD_VALUES_ELEMENTWISE = 32768
-_DIAGONAL_WORDS = 256
+_DIAGONAL_WORDS = 4096
+_DIAGONAL_TABLE_VALUES = 2**19
 
 
 def _elementwise_blocks(C: int, n: int, d: int):
@@ -68,9 +69,14 @@ def _diagonal_forward(a_, b_, theta0, idx, steps, out):
             pos += slot
 
 
-def _diagonal_word_length(m: int) -> int:
-    """Steps per word of the elementwise engines: the longest ``s`` in 8, 4, 2 with ``m^s ≤ _DIAGONAL_WORDS``."""
-    return next((s for s in (8, 4, 2) if m ** s <= _DIAGONAL_WORDS), 1)
+def _diagonal_word_length(m: int, d: int) -> int:
+    """Steps per word of the elementwise engines (1: step by step), fixed by ``m`` and ``d`` alone.
+
+    The longest ``s ≤ 16`` with at most ``_DIAGONAL_WORDS`` words whose
+    tables (``m^s s d`` values each) stay within ``_DIAGONAL_TABLE_VALUES``.
+    """
+    fits = [s for s in range(2, 17) if m ** s <= _DIAGONAL_WORDS and m ** s * s * d <= _DIAGONAL_TABLE_VALUES]
+    return max(fits, default=1)
 
 
 def _diagonal_words(a_, b_, s: int, backward: bool = False):

@@ -5,7 +5,7 @@ Affine maps, picked by shape:
 * diagonal maps (and ``d = 1``): elementwise forms
   (:mod:`contraction.core._diagonal`): by words of ``s`` steps,
   ``θ_{us+i} = A_i ⊙ θ_{us} + B_i`` with the coefficients of every word's
-  prefixes tabled, or step by step when ``m > 16``;
+  prefixes tabled, or step by step when ``m > 64``;
 * forward, rows advanced by row products ``[θ, 1] @ M_ξ``
   (:mod:`contraction.core._rows`), each a row of a GEMM
   (:mod:`contraction.core._kernels`): against all maps side by side when
@@ -109,7 +109,7 @@ def affine_forward(maps: AffineMaps, theta0, idx, steps):
 
     Diagonal maps (and ``d = 1``) take elementwise forms: by words of ``s``
     steps (:func:`_diagonal_forward_words`, the same as step by step to
-    rounding) when ``m ≤ 16``, else ``a_ξ ⊙ θ + b_ξ`` step by step
+    rounding) when ``m ≤ 64``, else ``a_ξ ⊙ θ + b_ξ`` step by step
     (:func:`_diagonal_forward`, the same bits as the row product).
     """
     C = idx.shape[0]
@@ -117,13 +117,13 @@ def affine_forward(maps: AffineMaps, theta0, idx, steps):
     out = np.empty((C, steps.size, d))
     if maps._diagonal is not None:
         a_, b_ = maps._diagonal
-        s = _diagonal_word_length(m)
+        s = _diagonal_word_length(m, d)
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             words = _diagonal_words(a_, b_, s) if s > 1 else None
         if words is not None and np.isfinite(words[0]).all() and np.isfinite(words[1]).all():
             over_chain_slices(lambda a, b: _diagonal_forward_words(*words, m, theta0[a:b], idx[a:b], steps, out[a:b]),
                               C, m)
-        else:  # one map at a time: composed coefficients would overflow (or m > 16)
+        else:  # one map at a time: composed coefficients would overflow (or m > 64)
             over_chain_slices(lambda a, b: _diagonal_forward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]), C, m)
         return out
     M = maps._row_matrices
@@ -168,13 +168,13 @@ def affine_backward(maps: AffineMaps, theta0, idx, steps):
     out = np.empty((C, steps.size, d))
     if maps._diagonal is not None:
         a_, b_ = maps._diagonal
-        s = _diagonal_word_length(m)
+        s = _diagonal_word_length(m, d)
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             words = _diagonal_words(a_, b_, s, backward=True) if s > 1 else None
             if words is not None and np.isfinite(words[0]).all() and np.isfinite(words[1]).all():
                 over_chain_slices(
                     lambda a, b: _diagonal_backward_words(*words, m, theta0[a:b], idx[a:b], steps, out[a:b]), C, m)
-            else:  # one map at a time: composed coefficients would overflow (or m > 16)
+            else:  # one map at a time: composed coefficients would overflow (or m > 64)
                 over_chain_slices(lambda a, b: _diagonal_backward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]),
                                   C, m)
         return out
