@@ -7,8 +7,8 @@ For a batch sequence ``ξ_1, …, ξ_n`` and start ``θ_0``:
 
 For affine maps both have closed forms, computed by the engines of
 :mod:`contraction.core._engines`, which pick a kernel by shape: elementwise
-forms for diagonal maps (and ``d = 1``; forward by words of steps whose
-composed coefficients are tabled, the same as step by step to rounding);
+forms for diagonal maps (and ``d = 1``; by words of steps whose composed
+coefficients are tabled, forward the same as step by step to rounding);
 otherwise forward by row products ``[θ, 1] @ M_ξ``, each a row of a GEMM
 against all maps side by side or grouped by map (the same bits as
 ``maps.step``), and backward by the prefix products ``P_n = P_{n−1} E_{ξ_n}``
@@ -252,7 +252,9 @@ def forward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     ----------
     maps : AffineMaps, LowRankAffineMaps or map family
         Affine maps use the closed form ``θ_n = A_{ξ_n} θ_{n−1} + b_{ξ_n}``,
-        vectorized over chains (low-rank maps in ``O(r d)`` per step); any object with ``step(theta, index)`` and
+        vectorized over chains (low-rank maps in ``O(r d)`` per step; diagonal
+        maps by words of a few steps with composed coefficients, the same as
+        step by step to rounding); any object with ``step(theta, index)`` and
         ``n_maps`` (such as :class:`contraction.GradientMaps`) is iterated directly.
     theta0 : array_like, shape (d,) or (n_chains, d)
         Start, shared by all chains or one per chain.
@@ -334,9 +336,10 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
     Affine maps: ``θ̃_n = P_n θ_0 + q_n`` with ``P_n = P_{n−1} A_{ξ_n}``,
     ``q_n = q_{n−1} + P_{n−1} b_{ξ_n}``, computed as a prefix scan of
     augmented matrices carried left to right (in tiles of chains, bounded
-    memory), ``n_steps`` products of size ``d + 1`` per chain whatever is
-    saved; diagonal maps (and ``d = 1``) use cumulative products and sums
-    instead. Each chain's iterates are the same bit for bit whatever the
+    memory; by words of a few steps whose products are tabled when the maps
+    are few), ``O(n_steps)`` products of size ``d + 1`` per chain whatever
+    is saved; diagonal maps (and ``d = 1``) use the same elementwise, by
+    words of steps whose composed coefficients are tabled. Each chain's iterates are the same bit for bit whatever the
     number of chains and the steps saved; sequences of at most ``2 (d + 1)``
     steps are rebuilt map by map (cheaper; the same to rounding, not to the
     bit, as the scan), longer ones give ``θ̃_k`` the same bits whatever
