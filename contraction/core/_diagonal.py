@@ -120,22 +120,38 @@ def _word_codes(letters, m: int, s: int) -> np.ndarray:
     return codes
 
 
-def _diagonal_forward_words(A, B, m, theta0, idx, steps, out):
-    """``θ_{us+i} = A_i ⊙ θ_{us} + B_i`` with ``(A_i, B_i)`` the word's first ``i`` maps composed, by words of ``s``.
+def _word_plan(theta0, n: int, s: int, steps, out):
+    """The words of a run of ``n`` steps: how many, each one's saved steps, the next column and the tile.
 
-    ``A, B``: :func:`_diagonal_words` for ``m`` maps (all finite). The words start at
-    multiples of ``s`` (fixed by ``m``); a sub-step with no saved step only
-    advances the carry (``i = s``). Each chain's values
-    are elementwise products of its own, so tiles never change a result.
+    Returns the number of words, each word's saved steps (offsets within
+    it), the output's next column and chains per tile; writes ``θ_0`` into
+    the output when step 0 is saved.
     """
-    C, n = idx.shape
-    d, s = A.shape[2], A.shape[1]
     U = -(-n // s)
     save = _saved(steps, U * s + 1)
     keeps = [np.flatnonzero(save[u * s + 1:min(n, u * s + s) + 1]) for u in range(U)]
     pos0 = int(save[0])
     out[:, :pos0] = theta0[:, None]
-    tile = max(1, _WORD_VALUES_ELEMENTWISE // (s * d))
+    return U, keeps, pos0, max(1, _WORD_VALUES_ELEMENTWISE // (s * theta0.shape[1]))
+
+
+def _write_word(out, pos: int, Y, keep) -> int:
+    """Write a word's saved steps ``Y[:, keep]`` (K, s, d) into ``out[:, pos:]``; returns the next column."""
+    write_rows(out[:, pos:pos + keep.size], Y[:, :keep.size] if keep[-1] + 1 == keep.size else Y[:, keep])
+    return pos + keep.size
+
+
+def _diagonal_forward_words(A, B, m, theta0, idx, steps, out):
+    """``θ_{us+i} = A_i ⊙ θ_{us} + B_i`` with ``(A_i, B_i)`` the word's first ``i`` maps composed, by words of ``s``.
+
+    ``A, B``: :func:`_diagonal_words` for ``m`` maps (all finite). The words start at
+    multiples of ``s`` (fixed by ``m`` and ``d``); a sub-step with no saved step only
+    advances the carry (``i = s``). Each chain's values
+    are elementwise products of its own, so tiles never change a result.
+    """
+    C, n = idx.shape
+    d, s = A.shape[2], A.shape[1]
+    U, keeps, pos0, tile = _word_plan(theta0, n, s, steps, out)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         for a in range(0, C, tile):
             b = min(C, a + tile)
@@ -152,8 +168,7 @@ def _diagonal_forward_words(A, B, m, theta0, idx, steps, out):
                 np.multiply(Y, theta[:, None, :], out=Y)
                 np.take(B, code, axis=0, out=Z, mode="clip")
                 Y += Z
-                write_rows(out[a:b, pos:pos + keep.size], Y[:, :keep.size] if keep[-1] + 1 == keep.size else Y[:, keep])
-                pos += keep.size
+                pos = _write_word(out[a:b], pos, Y, keep)
                 theta = Y[:, s - 1].copy()
 
 
@@ -162,21 +177,16 @@ def _diagonal_backward_words(A, B, m, theta0, idx, steps, out):
 
     ``P_{(u+1)s} = P_{us} ⊙ A_s``, ``q_{(u+1)s} = q_{us} + P_{us} ⊙ B_s``;
     ``A, B``: :func:`_diagonal_words` (backward, all finite) for ``m`` maps.
-    The words start at multiples of ``s`` (fixed by ``m``). With one start
+    The words start at multiples of ``s`` (fixed by ``m`` and ``d``). With one start
     for all chains, ``A_i ⊙ θ_0 + B_i`` is tabled once (the same
     elementwise operations, so the same bits as per chain).
     """
     C, n = idx.shape
     d, s = A.shape[2], A.shape[1]
-    U = -(-n // s)
-    save = _saved(steps, U * s + 1)
-    keeps = [np.flatnonzero(save[u * s + 1:min(n, u * s + s) + 1]) for u in range(U)]
-    pos0 = int(save[0])
-    out[:, :pos0] = theta0[:, None]
+    U, keeps, pos0, tile = _word_plan(theta0, n, s, steps, out)
     shared = bool((theta0 == theta0[0]).all()) if C else True
     start = np.multiply(A, theta0[0]) + B if shared and C else None  # every word's prefixes applied to θ_0
     A_end, B_end = np.ascontiguousarray(A[:, s - 1]), np.ascontiguousarray(B[:, s - 1])
-    tile = max(1, _WORD_VALUES_ELEMENTWISE // (s * d))
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         for a in range(0, C, tile):
             b = min(C, a + tile)
@@ -196,9 +206,7 @@ def _diagonal_backward_words(A, B, m, theta0, idx, steps, out):
                         Y += Z
                     np.multiply(Y, P[:, None, :], out=Y)
                     np.add(Y, q[:, None, :], out=Y)
-                    write_rows(out[a:b, pos:pos + keep.size],
-                               Y[:, :keep.size] if keep[-1] + 1 == keep.size else Y[:, keep])
-                    pos += keep.size
+                    pos = _write_word(out[a:b], pos, Y, keep)
                 np.take(B_end, code, axis=0, out=H, mode="clip")
                 np.multiply(P, H, out=H)
                 q += H

@@ -137,10 +137,10 @@ MUTANTS: list[Mutant] = [
            "diagonal forward words compose the slopes but drop every offset after the first map",
            (*CORE, "tests/test_kernel_regimes.py")),
     Mutant("diagonal_words_prefix_misread", "library", "contraction/core/_diagonal.py",
-           "write_rows(out[a:b, pos:pos + keep.size], Y[:, :keep.size] if keep[-1] + 1 == keep.size else Y[:, keep])",
-           "write_rows(out[a:b, pos:pos + keep.size], Y[:, ::-1][:, :keep.size] if keep[-1] + 1 == keep.size "
+           "write_rows(out[:, pos:pos + keep.size], Y[:, :keep.size] if keep[-1] + 1 == keep.size else Y[:, keep])",
+           "write_rows(out[:, pos:pos + keep.size], Y[:, ::-1][:, :keep.size] if keep[-1] + 1 == keep.size "
            "else Y[:, ::-1][:, keep])",
-           "diagonal forward words write their steps in reverse order", (*CORE, "tests/test_kernel_regimes.py")),
+           "diagonal words write their steps in reverse order", (*CORE, "tests/test_kernel_regimes.py")),
     Mutant("diagonal_backward_words_offsets_not_carried", "library", "contraction/core/_diagonal.py",
            "                np.multiply(P, H, out=H)\n                q += H\n",
            "                np.multiply(P, H, out=H)\n                q += 0.0 * H\n",
