@@ -207,7 +207,7 @@ class RowGemm:
             return out
         if self.kind == "all":
             Y = np.matmul(X, self.cat)
-            np.take(Y.reshape(-1, k), self.base + index, axis=0, out=out)
+            np.take(Y.reshape(-1, k), self.base + index, axis=0, out=out, mode="clip")  # in range: not buffered
             return out
         if self.kind == "pairs":  # two rows per call: BLAS gives a single row to another kernel
             doubled = np.empty((len(X), 2, p))
@@ -221,7 +221,7 @@ class RowGemm:
         for i in np.flatnonzero(np.diff(starts)):
             s, e = starts[i], starts[i + 1]
             np.matmul(Xs[s:e], self.mats[i], out=Ys[s:e])
-        np.take(Ys, dest, axis=0, out=out)
+        np.take(Ys, dest, axis=0, out=out, mode="clip")  # in range: not buffered
         return out
 
 
