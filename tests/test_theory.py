@@ -322,3 +322,22 @@ def test_compare_laws_refuses_an_empty_sample():
         ct.compare_laws(np.array([]), x)
     with pytest.raises(ValueError, match=r"^y:"):
         ct.compare_laws(x.reshape(25, 2), np.empty((0, 2)), rng=0)
+
+
+def test_a_mean_map_radius_rounded_below_one_with_singular_i_minus_abar_is_handled(monkeypatch):
+    """ρ(Ā) = 1 exactly (a direction no map moves), computed a rounding below 1: ``I − Ā`` is singular.
+
+    ``stationary_moments`` then answers as for ``ρ(Ā) = 1`` (here: the covariance is infinite), never
+    with numpy's ``LinAlgError`` from solving ``(I − Ā) μ = b̄``.
+    """
+    import contraction.theory.moments as moments
+
+    maps = ct.AffineMaps(np.array([np.diag([0.5, 1.0]), np.diag([0.75, 1.0])]), [[1.0, 0.0], [0.5, 0.0]])
+    with pytest.raises(ct.StationaryLawError, match="infinite") as plain:
+        ct.stationary_moments(maps)
+    exact = moments.spectral_radius
+    monkeypatch.setattr(moments, "spectral_radius", lambda M: 1 - 2**-53 if M.shape == (2, 2) else exact(M))
+    assert moments.spectral_radius(maps.mean_map().A) < 1
+    with pytest.raises(ct.StationaryLawError, match="infinite") as rounded:
+        ct.stationary_moments(maps)
+    assert str(rounded.value) == str(plain.value)
