@@ -92,9 +92,9 @@ class _GroupedRows:
         self.M, self.K, self.r, self.k, self.m = M, len(start) // r, r, k, m
         cap = padded_rows(len(start)) + _ROW_PAD * m
         self.X = np.empty((cap, p))
-        self.X[:, k:] = 1.0
-        self.Y = np.zeros((cap, k))
-        self.Y[:len(start)] = start
+        self.Y = np.zeros((cap, p))  # the products in the first k columns, the constant columns after them
+        self.Y[:, k:] = 1.0
+        self.Y[:len(start), :k] = start
         self.offsets = np.arange(r)
         self.where = np.arange(self.K) * r
 
@@ -106,16 +106,16 @@ class _GroupedRows:
         starts, new = padded_groups(letters, self.m, self.r)
         source = np.zeros(starts[-1], dtype=np.int64)  # padding repeats row 0: its products are never read
         source[self._rows(new)] = self._rows(self.where)
-        np.take(self.Y, source, axis=0, out=self.X[:starts[-1], :self.k])
+        np.take(self.Y, source, axis=0, out=self.X[:starts[-1]], mode="clip")  # whole rows, in range: not buffered
         for i in np.flatnonzero(np.diff(starts)):
-            np.matmul(self.X[starts[i]:starts[i + 1]], self.M[i], out=self.Y[starts[i]:starts[i + 1]])
+            np.matmul(self.X[starts[i]:starts[i + 1]], self.M[i], out=self.Y[starts[i]:starts[i + 1], :self.k])
         self.where = new
         return self
 
     def chain_rows(self):
-        return np.take(self.Y, self._rows(self.where), axis=0)
+        return np.take(self.Y[:, :self.k], self._rows(self.where), axis=0)
 
     def padded_rows(self):
         """The rows in chain order, padded to a multiple of ``_ROW_PAD`` (the padding repeats row 0)."""
         rows = self._rows(self.where)
-        return np.take(self.Y, np.pad(rows, (0, padded_rows(len(rows)) - len(rows))), axis=0)
+        return np.take(self.Y[:, :self.k], np.pad(rows, (0, padded_rows(len(rows)) - len(rows))), axis=0)
