@@ -112,8 +112,9 @@ MUTANTS: list[Mutant] = [
            "E[:, :d, d] = self.b", "E[:, :d, d] = 0.0",
            "offsets b dropped from the augmented maps", CORE),
     Mutant("grouped_forward_wrong_batch", "library", "contraction/core/_rows.py",
-           "np.matmul(self.X[starts[i]:starts[i + 1]], self.M[i], out=self.Y[starts[i]:starts[i + 1]])",
-           "np.matmul(self.X[starts[i]:starts[i + 1]], self.M[(i + 1) % self.m], out=self.Y[starts[i]:starts[i + 1]])",
+           "np.matmul(self.X[starts[i]:starts[i + 1]], self.M[i], out=self.Y[starts[i]:starts[i + 1], :self.k])",
+           "np.matmul(self.X[starts[i]:starts[i + 1]], self.M[(i + 1) % self.m], "
+           "out=self.Y[starts[i]:starts[i + 1], :self.k])",
            "rows grouped by map get the next map's product", (*CORE, "tests/test_kernel_regimes.py")),
     Mutant("diagonal_backward_carry_dropped", "library", "contraction/core/_diagonal.py",
            "np.add(q, W[0], out=W[0])", "np.add(0.0 * q, W[0], out=W[0])",
