@@ -62,7 +62,8 @@ _THREAD_MIN_VALUES = 8192
 _BLOCK_RANK = 128
 
 
-def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.ndarray, read=None, into=False):
+def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.ndarray, read=None, into=False,
+                     share: int = 1):
     """The saved-steps loop of every iteration engine.
 
     Runs ``state = advance(k, state)`` for ``k = 0, …, n_steps − 1`` (step
@@ -70,12 +71,14 @@ def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.nd
     ``out[:, j]`` when step ``steps[j]`` is reached; step 0 is read from the
     initial state. With ``into``, ``advance(k, state, dest)`` writes what is
     saved into ``dest`` itself (``None`` when step ``k + 1`` is not saved).
+    Saved steps are held in ``_SAVE_VALUES / share`` values before they are
+    written (``share``: the threads running this loop side by side).
     Overflow is left to :func:`check_diverged`. Returns the final state.
     """
     read = (lambda s: s) if read is None else read
     save = _saved(steps, n_steps + 1)
     per_step = max(1, int(np.prod(out.shape[2:], dtype=np.int64)) * out.shape[0])
-    buf = np.empty((max(1, min(steps.size, _SAVE_VALUES // per_step)), out.shape[0], *out.shape[2:]))
+    buf = np.empty((max(1, min(steps.size, _SAVE_VALUES // (share * per_step))), out.shape[0], *out.shape[2:]))
     held = pos = 0
 
     def flush():  # a few saved steps at once: each chain's row of out is written in longer runs
@@ -128,15 +131,16 @@ def affine_forward(maps: AffineMaps, theta0, idx, steps):
         return out
     M = maps._row_matrices
 
+    workers = work_workers(C, 2 * (d + 1) * d)
+    if _stepper(M, min(C // 2, _TILE_CHAINS), 1)[0] is _AllMapsRows:  # few, long calls a step: threads pay sooner
+        workers = max(workers, share_workers(C, C * d // _THREAD_MIN_VALUES))
+
     def run(a, b):
         stepper, tile = _stepper(M, min(b - a, _TILE_CHAINS), 1)
         for t in range(a, b, tile):
             K = min(b, t + tile) - t
-            _advance_rows(stepper(M, theta0[t:t + K], 1), idx[t:t + K], steps, out[t:t + K], _read_rows)
+            _advance_rows(stepper(M, theta0[t:t + K], 1), idx[t:t + K], steps, out[t:t + K], _read_rows, workers)
 
-    workers = work_workers(C, 2 * (d + 1) * d)
-    if _stepper(M, min(C // 2, _TILE_CHAINS), 1)[0] is _AllMapsRows:  # few, long calls a step: threads pay sooner
-        workers = max(workers, share_workers(C, C * d // _THREAD_MIN_VALUES))
     over_chain_slices(run, C, m, workers)
     return out
 
@@ -145,13 +149,14 @@ def _read_rows(rows):
     return rows.chain_rows()
 
 
-def _advance_rows(rows, letters, steps, out, read):
+def _advance_rows(rows, letters, steps, out, read, share=1):
     """Advance a row stepper through the batch sequences ``letters`` (K, n), saving ``read(rows)``."""
     if isinstance(rows, _AllMapsRows):
         iterate_and_save(lambda k, rows, dest: rows.step(letters[:, k], dest=dest), rows, letters.shape[1], steps,
-                         out, read=read, into=True)
+                         out, read=read, into=True, share=share)
     else:
-        iterate_and_save(lambda k, rows: rows.step(letters[:, k]), rows, letters.shape[1], steps, out, read=read)
+        iterate_and_save(lambda k, rows: rows.step(letters[:, k]), rows, letters.shape[1], steps, out, read=read,
+                         share=share)
 
 
 def affine_backward(maps: AffineMaps, theta0, idx, steps):
@@ -213,11 +218,12 @@ def low_rank_forward(maps: LowRankAffineMaps, theta0, idx, steps):
     C, n = idx.shape
     d, r = maps.dim, maps.rank
     out = np.empty((C, steps.size, d))
+    workers = work_workers(C, 4 * r * d)
 
     def run(a, b):
         K = b - a
         if K * r * d <= _GATHER_MAX_VALUES:
-            iterate_and_save(lambda k, x: maps._rows(x, idx[a:b, k]), theta0[a:b], n, steps, out[a:b])
+            iterate_and_save(lambda k, x: maps._rows(x, idx[a:b, k]), theta0[a:b], n, steps, out[a:b], share=workers)
             return
         state = np.empty((K, 1, d))
         state[:, 0] = theta0[a:b]
@@ -233,10 +239,10 @@ def low_rank_forward(maps: LowRankAffineMaps, theta0, idx, steps):
             where[order] = rows
             return state
 
-        iterate_and_save(advance, state, n, steps, out[a:b],
+        iterate_and_save(advance, state, n, steps, out[a:b], share=workers,
                          read=lambda state: np.take(state[:, 0], where, axis=0, mode="clip"))
 
-    over_chain_slices(run, C, maps.n_maps, work_workers(C, 4 * r * d))
+    over_chain_slices(run, C, maps.n_maps, workers)
     return out
 
 
