@@ -395,7 +395,7 @@ def _first_overflow(maps, theta0, idx, fn):
 
 
 def test_forward_words_whose_coefficients_overflow_fall_back_to_single_steps():
-    """Composed coefficients ``a^8 = 1e400`` overflow: words would give ``inf · 0 = nan`` where steps give 0."""
+    """Coefficients composed over a word (``1e50^s``, s = 12 here) overflow: ``inf · 0 = nan`` where steps give 0."""
     maps = ct.AffineMaps([[[1e50]], [[0.5]]], [[0.0], [0.0]])
     idx = np.zeros((3, 40), dtype=np.int64)
     assert np.array_equal(ct.forward_iterates(maps, [0.0], idx), np.zeros((3, 41, 1)))
