@@ -250,3 +250,24 @@ def _diagonal_backward(a_, b_, theta0, idx, steps, out):
                 np.add(th, W if th is A else W[marks], out=th)
                 out[a:b, pos:pos + marks.size] = np.swapaxes(th, 0, 1)
                 pos += marks.size
+
+
+def diagonal_engine(a_, b_, backward: bool = False):
+    """The elementwise engine for the maps ``a_ ⊙ θ + b_`` (m, d): ``engine(theta0, idx, steps, out)``.
+
+    By words of ``s`` steps (:func:`_diagonal_forward_words`,
+    :func:`_diagonal_backward_words`) when :func:`_diagonal_word_length`
+    gives ``s > 1`` and the composed coefficients are finite; otherwise one
+    map at a time (:func:`_diagonal_forward`, :func:`_diagonal_backward`).
+    The choice depends on the maps alone, never on the chains.
+    """
+    m, d = a_.shape
+    s = _diagonal_word_length(m, d)
+    if s > 1:
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            A, B = _diagonal_words(a_, b_, s, backward=backward)
+        if np.isfinite(A).all() and np.isfinite(B).all():
+            by_words = _diagonal_backward_words if backward else _diagonal_forward_words
+            return lambda theta0, idx, steps, out: by_words(A, B, m, theta0, idx, steps, out)
+    by_steps = _diagonal_backward if backward else _diagonal_forward
+    return lambda theta0, idx, steps, out: by_steps(a_, b_, theta0, idx, steps, out)

@@ -26,14 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _scan
-from ._diagonal import (
-    _diagonal_backward,
-    _diagonal_backward_words,
-    _diagonal_forward,
-    _diagonal_forward_words,
-    _diagonal_word_length,
-    _diagonal_words,
-)
+from ._diagonal import diagonal_engine
 from ._kernels import (
     _GATHER_MAX_VALUES,
     _saved,
@@ -110,24 +103,17 @@ def iterate_and_save(advance, state, n_steps: int, steps: np.ndarray, out: np.nd
 def affine_forward(maps: AffineMaps, theta0, idx, steps):
     """``θ_k = [θ_{k−1}, 1] @ M_{ξ_k}`` per chain, each a row of a GEMM, chains in tiles and sliced over threads.
 
-    Diagonal maps (and ``d = 1``) take elementwise forms: by words of ``s``
-    steps (:func:`_diagonal_forward_words`, the same as step by step to
-    rounding) when ``m ≤ 64``, else ``a_ξ ⊙ θ + b_ξ`` step by step
-    (:func:`_diagonal_forward`, the same bits as the row product).
+    Diagonal maps (and ``d = 1``) take elementwise forms
+    (:func:`~contraction.core._diagonal.diagonal_engine`): by words of ``s``
+    steps (the same as step by step to rounding) when ``m ≤ 64``, else
+    ``a_ξ ⊙ θ + b_ξ`` step by step (the same bits as the row product).
     """
     C = idx.shape[0]
     d, m = maps.dim, maps.n_maps
     out = np.empty((C, steps.size, d))
     if maps._diagonal is not None:
-        a_, b_ = maps._diagonal
-        s = _diagonal_word_length(m, d)
-        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-            words = _diagonal_words(a_, b_, s) if s > 1 else None
-        if words is not None and np.isfinite(words[0]).all() and np.isfinite(words[1]).all():
-            over_chain_slices(lambda a, b: _diagonal_forward_words(*words, m, theta0[a:b], idx[a:b], steps, out[a:b]),
-                              C, m)
-        else:  # one map at a time: composed coefficients would overflow (or m > 64)
-            over_chain_slices(lambda a, b: _diagonal_forward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]), C, m)
+        engine = diagonal_engine(*maps._diagonal)
+        over_chain_slices(lambda a, b: engine(theta0[a:b], idx[a:b], steps, out[a:b]), C, m)
         return out
     M = maps._row_matrices
 
@@ -165,23 +151,16 @@ def affine_backward(maps: AffineMaps, theta0, idx, steps):
     A blocked scan (:func:`_blocked_scan`), by words of ``s`` steps when
     :func:`_word_length` gives one for ``m`` and ``d``, else by row
     products; chains in tiles and over threads. Neither tiles, threads nor
-    the steps saved change a result. Diagonal maps use :func:`_diagonal_backward`.
+    the steps saved change a result. Diagonal maps use the elementwise engines
+    (:func:`~contraction.core._diagonal.diagonal_engine`).
     """
     C = idx.shape[0]
     d, m = maps.dim, maps.n_maps
     D = d + 1
     out = np.empty((C, steps.size, d))
     if maps._diagonal is not None:
-        a_, b_ = maps._diagonal
-        s = _diagonal_word_length(m, d)
-        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-            words = _diagonal_words(a_, b_, s, backward=True) if s > 1 else None
-            if words is not None and np.isfinite(words[0]).all() and np.isfinite(words[1]).all():
-                over_chain_slices(
-                    lambda a, b: _diagonal_backward_words(*words, m, theta0[a:b], idx[a:b], steps, out[a:b]), C, m)
-            else:  # one map at a time: composed coefficients would overflow (or m > 64)
-                over_chain_slices(lambda a, b: _diagonal_backward(a_, b_, theta0[a:b], idx[a:b], steps, out[a:b]),
-                                  C, m)
+        engine = diagonal_engine(*maps._diagonal, backward=True)
+        over_chain_slices(lambda a, b: engine(theta0[a:b], idx[a:b], steps, out[a:b]), C, m)
         return out
     E = maps.augmented
     x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)
