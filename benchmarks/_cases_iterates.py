@@ -123,11 +123,17 @@ def case_1d(ctx, kind):
     return row
 
 
-def case_5(ctx):
-    maps = random_maps(4, 8, seed=5)
-    idx = ctx.batches(4, 400, 4096, seed=5)
-    return affine_case(ctx, "5", "forward, d = 8, m = 4, 4,096 chains, N = 400", maps,
-                       np.random.default_rng(5).normal(size=8), idx, "forward")
+def random_case(number, kind, m, d, chains, n, seed):
+    """A case on ``random_maps(m, d, seed)`` with every chain started at one random point: ``run(ctx)``."""
+
+    def run(ctx):
+        maps = random_maps(m, d, seed=seed)
+        idx = ctx.batches(m, n, chains, seed=seed)
+        theta0 = np.random.default_rng(seed).normal(size=d)
+        label = f"{kind}{' all n' * (kind == 'backward')}, d = {d}, m = {m}, {chains:,} chains, N = {n}"
+        return affine_case(ctx, number, label, maps, theta0, idx, kind)
+
+    return run
 
 
 def naive_backward_time(maps, theta0, seq, stride):
@@ -163,13 +169,6 @@ def case_6(ctx):
     row.notes.append(f"naive recomputation of every n (N(N+1)/2 map applications in a Python loop): "
                      f"{t_naive:.1f} s, extrapolated from every {stride}th n by the number of applications")
     return row
-
-
-def case_7(ctx):
-    maps = random_maps(8, 32, seed=7)
-    idx = ctx.batches(8, 100, 8192, seed=7)
-    theta0 = np.random.default_rng(7).normal(size=32)
-    return affine_case(ctx, "7", "forward, d = 32, m = 8, 8,192 chains, N = 100", maps, theta0, idx, "forward")
 
 
 def case_7b(ctx):
@@ -212,29 +211,15 @@ def case_7b(ctx):
     return row
 
 
-def case_8(ctx):
-    maps = random_maps(16, 64, seed=8)
-    idx = ctx.batches(16, 100, 1024, seed=8)
-    theta0 = np.random.default_rng(8).normal(size=64)
-    return affine_case(ctx, "8", "forward, d = 64, m = 16, 1,024 chains, N = 100", maps, theta0, idx, "forward")
-
-
-def case_9(ctx):
-    maps = random_maps(4, 8, seed=9)
-    idx = ctx.batches(4, 400, 256, seed=9)
-    theta0 = np.random.default_rng(9).normal(size=8)
-    return affine_case(ctx, "9", "backward all n, d = 8, m = 4, 256 chains, N = 400", maps, theta0, idx, "backward")
-
-
 CASES = {
     "1": lambda ctx: case_e1(ctx, "forward"),
     "2": lambda ctx: case_e1(ctx, "backward"),
     "3": lambda ctx: case_1d(ctx, "forward"),
     "4": lambda ctx: case_1d(ctx, "backward"),
-    "5": case_5,
+    "5": random_case("5", "forward", 4, 8, 4096, 400, seed=5),
     "6": case_6,
-    "7": case_7,
+    "7": random_case("7", "forward", 8, 32, 8192, 100, seed=7),
     "7b": case_7b,
-    "8": case_8,
-    "9": case_9,
+    "8": random_case("8", "forward", 16, 64, 1024, 100, seed=8),
+    "9": random_case("9", "backward", 4, 8, 256, 400, seed=9),
 }
