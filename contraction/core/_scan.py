@@ -70,14 +70,13 @@ class _Words:
         self.offsets = np.concatenate([[0], np.cumsum([m ** j for j in range(1, s + 1)])])
 
     def codes(self, letters):
-        """Table rows of the prefixes of each word of ``s`` letters: ``letters`` (..., s) to (..., s)."""
-        codes = np.empty(letters.shape, dtype=np.int64)
-        codes[..., 0] = letters[..., 0]
-        for j in range(1, self.s):
-            np.multiply(codes[..., j - 1], self.m, out=codes[..., j])
-            codes[..., j] += letters[..., j]
-        codes += self.offsets[:self.s]
-        return codes
+        """Table rows of the prefixes of each word of ``s`` letters: ``letters`` (..., s) to (..., s).
+
+        A prefix's code is the word's code with its last letters dropped: ``code // m^{s−j}``.
+        """
+        powers = self.m ** np.arange(self.s - 1, -1, -1)
+        codes = np.matmul(letters, powers)[..., None] // powers
+        return codes + self.offsets[:self.s]
 
     def rows(self, tx):
         """For one start, per word of ``s`` maps: its prefixes applied to ``x_0`` (``tx`` rows), then its product.
