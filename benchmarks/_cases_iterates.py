@@ -103,24 +103,25 @@ def small_d_targets(row, forward_row=None):
         row.target(f"≤ 1.5× case {forward_row.number}", f"{q:.2f}×", q <= 1.5)
 
 
+def one_dim_case(ctx, kind, numbers, what, maps, idx, start):
+    """A 1-D case (forward or backward all n, numbered ``numbers``) with the small-d targets of its row."""
+    number = numbers[kind == "backward"]
+    row = affine_case(ctx, number, f"{kind}{' all n' * (kind == 'backward')}, {what}", maps, np.array([start]), idx,
+                      kind)
+    row.post.append(lambda r: small_d_targets(r, ctx.rows.get(numbers[0]) if kind == "backward" else None))
+    return row
+
+
 def case_e1(ctx, kind):
     maps = ct.two_point_quadratic().sgd_maps(0.5)  # E1 at h = 1/2: θ ↦ θ/2 ± 1/2
     idx = ctx.batches(2, 200, 100_000, seed=1)
-    number = "1" if kind == "forward" else "2"
-    row = affine_case(ctx, number, f"{kind}{' all n' * (kind == 'backward')}, E1 1-D, 100,000 chains, N = 200",
-                      maps, np.array([0.0]), idx, kind)
-    row.post.append(lambda r: small_d_targets(r, ctx.rows.get("1") if kind == "backward" else None))
-    return row
+    return one_dim_case(ctx, kind, ("1", "2"), "E1 1-D, 100,000 chains, N = 200", maps, idx, 0.0)
 
 
 def case_1d(ctx, kind):
     maps = random_maps(4, 1, seed=3)
     idx = ctx.batches(4, 2000, 10_000, seed=3)
-    number = "3" if kind == "forward" else "4"
-    row = affine_case(ctx, number, f"{kind}{' all n' * (kind == 'backward')}, 1-D, m = 4, 10,000 chains, N = 2,000",
-                      maps, np.array([0.3]), idx, kind)
-    row.post.append(lambda r: small_d_targets(r, ctx.rows.get("3") if kind == "backward" else None))
-    return row
+    return one_dim_case(ctx, kind, ("3", "4"), "1-D, m = 4, 10,000 chains, N = 2,000", maps, idx, 0.3)
 
 
 def random_case(number, kind, m, d, chains, n, seed):
