@@ -403,6 +403,32 @@ def test_forward_words_whose_coefficients_overflow_fall_back_to_single_steps():
         ct.forward_iterates(maps, [1e-300], idx)
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-start", "own-starts"])
+@pytest.mark.parametrize("fn", ENGINES, ids=_order)
+def test_word_tiles_and_runs_never_change_a_result(fn, shared, monkeypatch):
+    """The elementwise engines by words, in tiles of 3 chains, runs of a few words and codes of 2 runs at a time.
+
+    Every boundary (tile, run, block of codes, a last word cut short) then
+    falls inside the sequence; the result must be the default layout's, bit
+    for bit, for every pattern of saved steps.
+    """
+    from contraction.core import _diagonal
+
+    maps = REGIMES["diagonal-d3"]
+    n, C = 203, 10
+    idx = ct.sample_batches(maps.n_maps, n, n_chains=C, rng=401)
+    theta0 = _start(maps, 1, seed=402)[0] if shared else _start(maps, C, seed=402)
+    chosen = np.flatnonzero(np.random.default_rng(403).random(n + 1) < 0.2)
+    patterns = [None, [n], [0, 5, 6, 7], range(0, n + 1, 10), range(3, n + 1, 7), chosen]
+    default = [fn(maps, theta0, idx, save_steps=steps) for steps in patterns]
+    s = _diagonal._diagonal_word_length(maps.n_maps, maps.dim)
+    monkeypatch.setattr(_diagonal, "_WORD_TILE_CHAINS", 3)
+    monkeypatch.setattr(_diagonal, "_WORD_VALUES_ELEMENTWISE", 3 * 2 * s * maps.dim)  # runs of two words
+    monkeypatch.setattr(_diagonal, "_CODE_WORDS", 4)
+    for steps, expected in zip(patterns, default, strict=True):
+        assert np.array_equal(fn(maps, theta0, idx, save_steps=steps), expected), steps
+
+
 @pytest.mark.parametrize("name", list(EXPANDING))
 @pytest.mark.parametrize("fn", ENGINES, ids=_order)
 @pytest.mark.parametrize("n_chains", [1, 300])
