@@ -14,6 +14,7 @@ either in the table or named, with the reason, in ``NOT_VALIDATED``.
 
 import dataclasses
 import inspect
+import os
 
 import numpy as np
 import pytest
@@ -380,3 +381,31 @@ NOT_VALIDATED = {
     ("GradientMaps", "n_batches"): "deprecated keyword of n_maps (tests/test_errors.py)",
     ("log_cosh_maps", "seed"): "deprecated keyword of rng (tests/test_errors.py)",
 }
+
+
+# --- passes over large arrays, in slices side by side ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", [0, -1], ids=["first-slice", "last-slice"])
+def test_large_arrays_are_checked_whole_when_reduced_in_slices(where):
+    """Above ``_PARALLEL_REDUCE_BYTES`` the range and finiteness checks run per slice; no slice may be missed."""
+    from contraction.core import _validation
+
+    rows = _validation._PARALLEL_REDUCE_BYTES // (8 * 64) + 3  # a little above the threshold, rows of 64 values
+    idx = np.zeros((rows, 64), dtype=np.int64)
+    idx[where, 5] = 7
+    assert len(_validation.reduce_in_slices(np.max, idx)) == min(2, os.cpu_count() or 1)
+    with pytest.raises(ValueError, match=r"idx: expected batch indices in \[0, 6\], got values in \[0, 7\]"):
+        _validation.as_indices(idx, "idx", 7)
+    idx[where, 5] = -1
+    with pytest.raises(ValueError, match=r"got values in \[-1, 0\]"):
+        _validation.as_indices(idx, "idx", 7)
+    out = np.zeros((rows, 64))
+    assert _validation.all_finite(out)
+    out[where, 3] = np.nan
+    assert not _validation.all_finite(out)
+    out[where, 3] = 0.0
+    out[:, :] = 1e308  # every value finite, every sum overflows
+    assert _validation.all_finite(out)
+    out[where, 3] = -np.inf
+    assert not _validation.all_finite(out)

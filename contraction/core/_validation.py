@@ -24,8 +24,10 @@ The vocabulary (the way scikit-learn's ``validate_params`` declares
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -34,6 +36,7 @@ __all__ = [
     "ContractionWarning",
     "DivergenceError",
     "NonConvergenceWarning",
+    "all_finite",
     "as_float_array",
     "as_generator",
     "as_indices",
@@ -49,6 +52,7 @@ __all__ = [
     "check_real",
     "describe",
     "frozen",
+    "reduce_in_slices",
 ]
 
 
@@ -222,6 +226,45 @@ def frozen(values, dtype=np.float64) -> np.ndarray:
     return arr
 
 
+# Arrays from this many bytes are reduced in slices side by side (one thread per core).
+_PARALLEL_REDUCE_BYTES = 1 << 24
+
+
+def reduce_in_slices(reduce, arr: np.ndarray):
+    """``[reduce(part) for part in slices of arr along axis 0]``, the slices side by side in threads for a large array.
+
+    A pass over a large array (a range check, a finiteness check) is bound
+    by memory, which one core does not saturate; numpy releases the GIL in
+    its reductions, so the slices run in parallel. The caller combines the
+    parts (each an exact reduction of its own slice, so the combination does
+    not depend on the slicing for ``max``, ``min`` and finiteness).
+    """
+    cores = os.cpu_count() or 1
+    if cores == 1 or arr.ndim == 0 or arr.nbytes < _PARALLEL_REDUCE_BYTES or arr.shape[0] < cores:
+        return [reduce(arr)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    cuts = np.linspace(0, arr.shape[0], cores + 1).astype(int)
+    with ThreadPoolExecutor(cores) as pool:
+        return list(pool.map(lambda ab: reduce(arr[ab[0]:ab[1]]), itertools.pairwise(cuts)))
+
+
+def _sum(a: np.ndarray):
+    with np.errstate(over="ignore", invalid="ignore"):  # per thread: numpy's error state is thread-local
+        return np.add.reduce(a, axis=None)
+
+
+def all_finite(arr: np.ndarray) -> bool:
+    """Whether every value of the float array ``arr`` is finite: one pass, no copy (a sum per slice).
+
+    A sum is finite whenever every term is, and non-finite when one is not
+    (or when it overflows: then the values are checked one by one).
+    """
+    if all(np.isfinite(reduce_in_slices(_sum, arr))):
+        return True
+    return bool(all(reduce_in_slices(lambda a: np.isfinite(a).all(), arr)))
+
+
 def as_indices(value, name: str, count: int | None = None, ndim: int | tuple[int, ...] | None = None,
                *, what: str = "batch indices") -> np.ndarray:
     """Integer indices in ``[0, count − 1]`` (``count=None``: only ``>= 0``), as an int64 array.
@@ -243,7 +286,8 @@ def as_indices(value, name: str, count: int | None = None, ndim: int | tuple[int
         raise TypeError(f"{name}: expected integer {what}, got {describe(arr)}")
     arr = arr.astype(np.int64, copy=False)
     _check_ndim(arr, name, ndim, f"integer {what}")
-    if arr.size and (count is None or int(arr.view(np.uint64).max()) >= count):  # one pass: negatives wrap high
+    wrapped = arr.view(np.uint64)  # negatives wrap high: one pass finds both ends out of range
+    if arr.size and (count is None or int(max(reduce_in_slices(np.max, wrapped))) >= count):
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or (count is not None and hi >= count):
             span = f"[0, {count - 1}]" if count is not None else "[0, inf)"

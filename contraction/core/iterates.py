@@ -53,7 +53,7 @@ from ._engines import affine_backward, affine_forward, iterate_and_save, low_ran
 from ._kernels import (
     single_thread_blas,
 )
-from ._validation import DivergenceError, as_float_array, as_indices, check_output_size, describe
+from ._validation import DivergenceError, all_finite, as_float_array, as_indices, check_output_size, describe
 from .lowrank import LowRankAffineMaps
 from .maps import AffineMaps, family_size
 
@@ -128,9 +128,7 @@ def _diverged(order: str, chain: int, step: int) -> DivergenceError:
 
 def check_diverged(out: np.ndarray, steps: np.ndarray, order: str) -> np.ndarray:
     """Return ``out``, or raise :class:`DivergenceError` naming the first non-finite saved step (and its chain)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.add.reduce(out, axis=None)  # one pass, no copy: finite whenever every value is (or overflows)
-    if np.isfinite(total):
+    if all_finite(out):
         return out
     finite = np.isfinite(out).all(axis=-1)
     if not finite.all():
@@ -168,9 +166,6 @@ def _recompute_overflowed(maps, theta0, idx, steps, out):
     ``_RECOMPUTE_LIMIT`` map applications; beyond that the overflow of the
     products is reported as divergence, with the reason.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.add.reduce(out, axis=None)):  # one pass, no copy (as in check_diverged)
-            return out
     bad = ~np.isfinite(out).all(axis=-1)  # (C, S)
     if not bad.any():
         return out
@@ -372,7 +367,10 @@ def backward_iterates(maps, theta0, idx, *, save_steps=None) -> np.ndarray:
             out = _general_backward(maps, theta0, idx, steps)
         else:
             scan = low_rank_backward if low_rank else affine_backward
-            out = _recompute_overflowed(maps, theta0, idx, steps, scan(maps, theta0, idx, steps))
+            out = scan(maps, theta0, idx, steps)
+            if all_finite(out):
+                return out
+            out = _recompute_overflowed(maps, theta0, idx, steps, out)
     return check_diverged(out, steps, "backward")
 
 
