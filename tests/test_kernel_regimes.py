@@ -405,12 +405,11 @@ def test_forward_words_whose_coefficients_overflow_fall_back_to_single_steps():
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-start", "own-starts"])
 @pytest.mark.parametrize("fn", ENGINES, ids=_order)
-def test_word_tiles_and_runs_never_change_a_result(fn, shared, monkeypatch):
-    """The elementwise engines by words, in tiles of 3 chains, runs of a few words and codes of 2 runs at a time.
+def test_word_tiles_never_change_a_result(fn, shared, monkeypatch):
+    """The elementwise engines by words, in tiles of 3 chains and a last tile of 1, and a last word cut short.
 
-    Every boundary (tile, run, block of codes, a last word cut short) then
-    falls inside the sequence; the result must be the default layout's, bit
-    for bit, for every pattern of saved steps.
+    The result must be the default layout's (one tile), bit for bit, for
+    every pattern of saved steps.
     """
     from contraction.core import _diagonal
 
@@ -422,9 +421,8 @@ def test_word_tiles_and_runs_never_change_a_result(fn, shared, monkeypatch):
     patterns = [None, [n], [0, 5, 6, 7], range(0, n + 1, 10), range(3, n + 1, 7), chosen]
     default = [fn(maps, theta0, idx, save_steps=steps) for steps in patterns]
     s = _diagonal._diagonal_word_length(maps.n_maps, maps.dim)
-    monkeypatch.setattr(_diagonal, "_WORD_TILE_CHAINS", 3)
-    monkeypatch.setattr(_diagonal, "_WORD_VALUES_ELEMENTWISE", 3 * 2 * s * maps.dim)  # runs of two words
-    monkeypatch.setattr(_diagonal, "_CODE_WORDS", 4)
+    assert n % s and C * s * maps.dim <= _diagonal._WORD_VALUES_ELEMENTWISE  # by default: one tile
+    monkeypatch.setattr(_diagonal, "_WORD_VALUES_ELEMENTWISE", 3 * s * maps.dim)
     for steps, expected in zip(patterns, default, strict=True):
         assert np.array_equal(fn(maps, theta0, idx, save_steps=steps), expected), steps
 

@@ -1,9 +1,8 @@
 """Elementwise engines for diagonal maps (and ``d = 1``): ``T_i(θ) = a_i ⊙ θ + b_i``.
 
 Forward and backward by words of ``s`` steps when ``m ≤ 64`` (the composed
-coefficients of every word's prefixes tabled: the carries at the words'
-starts first, then every saved entry of a run of words in a few calls,
-written into the output in place), else step by step (forward ``θ ← a_ξ ⊙ θ + b_ξ``, the same bits as
+coefficients of every word's prefixes tabled: one gather and one product
+a word), else step by step (forward ``θ ← a_ξ ⊙ θ + b_ξ``, the same bits as
 the row product; backward cumulative products and sums). Chains go in
 tiles and steps in chunks that stay in cache; each chain's values are
 elementwise products of its own, so neither changes a result.
@@ -13,16 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import _saved, write_swapped
+from ._kernels import _saved, write_rows, write_swapped
 
 # Values per step (chains x d) and steps per chunk of the step-by-step engines.
 _ELEMENTWISE_VALUES = 4096
 _ELEMENTWISE_STEPS = 16
-# The engines by words: values per buffer of a run of words (chains x words x s x d), most chains per tile,
-# words whose codes are computed at once (long reads of each chain's letters); most words of s maps, values per table.
-_WORD_VALUES_ELEMENTWISE = 2**18
-_WORD_TILE_CHAINS = 1024
-_CODE_WORDS = 256
+# Values per array (chains x s x d) of the engines by words; most words of s maps, and values per table.
+_WORD_VALUES_ELEMENTWISE = 32768
 _DIAGONAL_WORDS = 4096
 _DIAGONAL_TABLE_VALUES = 2**19
 
@@ -108,147 +104,72 @@ def _diagonal_words(a_, b_, s: int, backward: bool = False):
 
 
 def _word_codes(letters, m: int, s: int) -> np.ndarray:
-    """Codes ``l_1 m^{s−1} + … + l_s`` of the words of ``s`` steps of each chain: ``letters`` (K, n) to (K, ⌈n/s⌉).
+    """Codes ``l_1 m^{s−1} + … + l_s`` of the words of ``s`` steps of each chain: ``letters`` (K, n) to (⌈n/s⌉, K).
 
     Steps past ``n`` repeat map 0 (their entries are never read).
     """
     K, n = letters.shape
     U, whole = -(-n // s), n // s
     powers = m ** np.arange(s - 1, -1, -1)
-    codes = np.empty((K, U), dtype=np.int64)
-    np.matmul(letters[:, :whole * s].reshape(K, whole, s), powers, out=codes[:, :whole])
+    codes = np.empty((U, K), dtype=np.int64)
+    codes[:whole] = np.matmul(letters[:, :whole * s].reshape(K, whole, s), powers).T
     if whole < U:
-        codes[:, whole] = np.matmul(letters[:, whole * s:], powers[:n - whole * s])
+        last = np.zeros((K, s), dtype=np.int64)
+        last[:, :n - whole * s] = letters[:, whole * s:]
+        codes[whole] = np.matmul(last, powers)
     return codes
 
 
-class _WordRuns:
-    """Tiles of chains and runs of words of the engines by words, and each run's saved steps.
+def _word_plan(theta0, n: int, s: int, steps, out):
+    """The words of a run of ``n`` steps: how many, each one's saved steps, the next column and the tile.
 
-    A run's ``K × words × s × d`` values stay within ``_WORD_VALUES_ELEMENTWISE``
-    (``K``: chains per tile); tiles and runs are fixed by ``s`` and ``d``
-    alone. Holds the buffers of one tile's run: the gathered table entries
-    ``Y, Z`` (flat) and the carries at the start of each word.
+    Returns the number of words, each word's saved steps (offsets within
+    it), the output's next column and chains per tile; writes ``θ_0`` into
+    the output when step 0 is saved.
     """
+    U = -(-n // s)
+    save = _saved(steps, U * s + 1)
+    keeps = [np.flatnonzero(save[u * s + 1:min(n, u * s + s) + 1]) for u in range(U)]
+    pos0 = int(save[0])
+    out[:, :pos0] = theta0[:, None]
+    return U, keeps, pos0, max(1, _WORD_VALUES_ELEMENTWISE // (s * theta0.shape[1]))
 
-    def __init__(self, theta0, n: int, s: int, steps, out, n_carries: int):
-        C, d = theta0.shape
-        U = -(-n // s)
-        save = _saved(steps, U * s + 1)
-        pos = int(save[0])
-        out[:, :pos] = theta0[:, None]
-        self.tile = max(1, min(C, _WORD_TILE_CHAINS, _WORD_VALUES_ELEMENTWISE // (s * d)))
-        words = max(1, _WORD_VALUES_ELEMENTWISE // (self.tile * s * d))
-        self.runs = []
-        for u0 in range(0, U, words):
-            u1 = min(U, u0 + words)
-            keep = np.flatnonzero(save[u0 * s + 1:min(n, u1 * s) + 1])
-            self.runs.append((u0, u1, keep, pos))
-            pos += keep.size
-        self.s, self.words = s, words
-        self.Y = np.empty(self.tile * words * s * d)
-        self.Z = np.empty_like(self.Y)
-        self.held = np.empty((n_carries, words + 1, self.tile, d))
 
-    def blocks(self, idx, m: int):
-        """``(a, b, u0, keep, pos, codes)`` tile by tile and run by run: chains ``a:b``, the run's first word, its
-        saved steps (offsets from its first step), their first column in the output and the run's word codes (K, words).
-
-        The codes are computed for ``_CODE_WORDS`` words of a tile at once
-        (long runs of each chain's letters).
-        """
-        C = idx.shape[0]
-        s = self.s
-        per = max(1, _CODE_WORDS // self.words) * self.words
-        for a in range(0, C, self.tile):
-            b = min(C, a + self.tile)
-            codes = None
-            for u0, u1, keep, pos in self.runs:
-                if u0 % per == 0:
-                    codes = _word_codes(idx[a:b, u0 * s:(u0 + per) * s], m, s)
-                yield a, b, u0, keep, pos, codes[:, u0 % per:u0 % per + u1 - u0]
-
-    def carries(self, codes, carry, end_a, end_b, backward: bool):
-        """The carries at the start of each word of a run, (K, words, d) views each, and the carry after it.
-
-        Forward: ``θ ← A_s ⊙ θ + B_s`` per word; backward ``(P, q)``:
-        ``q ← q + P ⊙ B_s``, ``P ← P ⊙ A_s``; ``codes`` (K, words). The
-        carries are held word by word, so each update is one contiguous call.
-        """
-        K, U = codes.shape
-        held = self.held[:len(carry), :U + 1, :K]
-        ea = np.take(end_a, codes.T, axis=0, mode="clip")
-        eb = np.take(end_b, codes.T, axis=0, mode="clip")
-        for h, c in zip(held, carry, strict=True):
-            h[0] = c
-        for u in range(U):
-            if backward:
-                P, q = held
-                np.multiply(P[u], eb[u], out=eb[u])
-                np.add(q[u], eb[u], out=q[u + 1])
-                np.multiply(P[u], ea[u], out=P[u + 1])
-            else:
-                np.multiply(ea[u], held[0][u], out=held[0][u + 1])
-                np.add(held[0][u + 1], eb[u], out=held[0][u + 1])
-        return [np.swapaxes(h[:U], 0, 1) for h in held], [h[U].copy() for h in held]
-
-    def pieces(self, codes, keep, held, out):
-        """How a run's saved entries, their words' carries and the output columns line up, piece by piece.
-
-        Returns ``[(gather, carries, dest)]`` of one shape each:
-        ``gather(table, buf)`` gathers the entries of ``table`` (m^s, s, d)
-        into ``buf`` (flat, contiguous), ``carries`` the carries broadcast
-        over each word's entries, ``dest`` the output columns (``out``: K,
-        saved, d). When the saved steps are the run's first ones, whole
-        words come in one gather (K, words, s, d), then the last word's
-        first entries; otherwise each saved entry on its own (K, saved, d).
-        """
-        s, J = self.s, keep.size
-        K, d = out.shape[0], out.shape[2]
-        if keep[-1] + 1 != J:
-            flat = np.take(codes, keep // s, axis=1) * s + keep % s
-            return [(lambda table, buf: np.take(table.reshape(-1, d), flat, axis=0, mode="clip",
-                                                out=buf[:K * J * d].reshape(K, J, d)),
-                     [np.take(h, keep // s, axis=1) for h in held], out)]
-        W, r = divmod(J, s)
-        pieces = []
-        if W:
-            pieces.append((lambda table, buf: np.take(table, codes[:, :W], axis=0, mode="clip",
-                                                      out=buf[:K * W * s * d].reshape(K, W, s, d)),
-                           [h[:, :W, None] for h in held], out[:, :W * s].reshape(K, W, s, d)))
-        if r:
-            pieces.append((lambda table, buf: np.take(table, codes[:, W], axis=0, mode="clip",
-                                                      out=buf[:K * s * d].reshape(K, s, d))[:, :r],
-                           [h[:, W, None] for h in held], out[:, W * s:]))
-        return pieces
+def _write_word(out, pos: int, Y, keep) -> int:
+    """Write a word's saved steps ``Y[:, keep]`` (K, s, d) into ``out[:, pos:]``; returns the next column."""
+    write_rows(out[:, pos:pos + keep.size], Y[:, :keep.size] if keep[-1] + 1 == keep.size else Y[:, keep])
+    return pos + keep.size
 
 
 def _diagonal_forward_words(A, B, m, theta0, idx, steps, out):
     """``θ_{us+i} = A_i ⊙ θ_{us} + B_i`` with ``(A_i, B_i)`` the word's first ``i`` maps composed, by words of ``s``.
 
-    ``A, B``: :func:`_diagonal_words` for ``m`` maps (all finite). The words
-    start at multiples of ``s`` (fixed by ``m`` and ``d``). In each run of
-    words the carries ``θ_{us}`` come first (``θ_{(u+1)s} = A_s ⊙ θ_{us} +
-    B_s``, the entry ``i = s`` itself), then every saved entry in a few
-    calls over the whole run, the last writing into the output. Each chain's values
-    are elementwise products of its own, so tiles and runs never change a result.
+    ``A, B``: :func:`_diagonal_words` for ``m`` maps (all finite). The words start at
+    multiples of ``s`` (fixed by ``m`` and ``d``); a sub-step with no saved step only
+    advances the carry (``i = s``). Each chain's values
+    are elementwise products of its own, so tiles never change a result.
     """
-    n = idx.shape[1]
-    s = A.shape[1]
-    A_end, B_end = np.ascontiguousarray(A[:, s - 1]), np.ascontiguousarray(B[:, s - 1])
-    plan = _WordRuns(theta0, n, s, steps, out, 1)
-    theta = None
+    C, n = idx.shape
+    d, s = A.shape[2], A.shape[1]
+    U, keeps, pos0, tile = _word_plan(theta0, n, s, steps, out)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        for a, b, u0, keep, pos, codes in plan.blocks(idx, m):
-            if u0 == 0:
-                theta = theta0[a:b]
-            held, (theta,) = plan.carries(codes, [theta], A_end, B_end, backward=False)
-            if not keep.size:
-                continue
-            for gather, (h,), dest in plan.pieces(codes, keep, held, out[a:b, pos:pos + keep.size]):
-                Y = gather(A, plan.Y)
-                np.multiply(Y, h, out=Y)
-                np.add(Y, gather(B, plan.Z), out=dest)
+        for a in range(0, C, tile):
+            b = min(C, a + tile)
+            codes = _word_codes(idx[a:b], m, s)
+            theta, pos = theta0[a:b].copy(), pos0
+            Y, Z = np.empty((b - a, s, d)), np.empty((b - a, s, d))
+            for u in range(U):
+                code, keep = codes[u], keeps[u]
+                if not keep.size:
+                    theta = np.multiply(A[code, s - 1], theta)
+                    theta += B[code, s - 1]
+                    continue
+                np.take(A, code, axis=0, out=Y, mode="clip")
+                np.multiply(Y, theta[:, None, :], out=Y)
+                np.take(B, code, axis=0, out=Z, mode="clip")
+                Y += Z
+                pos = _write_word(out[a:b], pos, Y, keep)
+                theta = Y[:, s - 1].copy()
 
 
 def _diagonal_backward_words(A, B, m, theta0, idx, steps, out):
@@ -256,35 +177,41 @@ def _diagonal_backward_words(A, B, m, theta0, idx, steps, out):
 
     ``P_{(u+1)s} = P_{us} ⊙ A_s``, ``q_{(u+1)s} = q_{us} + P_{us} ⊙ B_s``;
     ``A, B``: :func:`_diagonal_words` (backward, all finite) for ``m`` maps.
-    The words start at multiples of ``s`` (fixed by ``m`` and ``d``); in each
-    run of words the carries come first, then every saved entry in a few
-    calls over the whole run. With one start for all chains,
-    ``A_i ⊙ θ_0 + B_i`` is tabled once (the same elementwise operations, so
-    the same bits as per chain).
+    The words start at multiples of ``s`` (fixed by ``m`` and ``d``). With one start
+    for all chains, ``A_i ⊙ θ_0 + B_i`` is tabled once (the same
+    elementwise operations, so the same bits as per chain).
     """
     C, n = idx.shape
     d, s = A.shape[2], A.shape[1]
+    U, keeps, pos0, tile = _word_plan(theta0, n, s, steps, out)
     shared = bool((theta0 == theta0[0]).all()) if C else True
     start = np.multiply(A, theta0[0]) + B if shared and C else None  # every word's prefixes applied to θ_0
     A_end, B_end = np.ascontiguousarray(A[:, s - 1]), np.ascontiguousarray(B[:, s - 1])
-    plan = _WordRuns(theta0, n, s, steps, out, 2)
-    carry = None
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        for a, b, u0, keep, pos, codes in plan.blocks(idx, m):
-            if u0 == 0:
-                carry = [np.ones((b - a, d)), np.zeros((b - a, d))]
-            held, carry = plan.carries(codes, carry, A_end, B_end, backward=True)
-            if not keep.size:
-                continue
-            for gather, (P, q), dest in plan.pieces(codes, keep, held, out[a:b, pos:pos + keep.size]):
-                if start is not None:
-                    Y = gather(start, plan.Y)
-                else:
-                    Y = gather(A, plan.Y)
-                    np.multiply(Y, theta0[a:b].reshape((b - a,) + (1,) * (Y.ndim - 2) + (d,)), out=Y)
-                    np.add(Y, gather(B, plan.Z), out=Y)
-                np.multiply(Y, P, out=Y)
-                np.add(Y, q, out=dest)
+        for a in range(0, C, tile):
+            b = min(C, a + tile)
+            codes = _word_codes(idx[a:b], m, s)
+            P, q, pos = np.ones((b - a, d)), np.zeros((b - a, d)), pos0
+            Y, Z = np.empty((b - a, s, d)), np.empty((b - a, s, d))
+            G, H = np.empty((b - a, d)), np.empty((b - a, d))
+            for u in range(U):
+                code, keep = codes[u], keeps[u]
+                if keep.size:
+                    if start is not None:
+                        np.take(start, code, axis=0, out=Y, mode="clip")
+                    else:
+                        np.take(A, code, axis=0, out=Y, mode="clip")
+                        np.multiply(Y, theta0[a:b, None, :], out=Y)
+                        np.take(B, code, axis=0, out=Z, mode="clip")
+                        Y += Z
+                    np.multiply(Y, P[:, None, :], out=Y)
+                    np.add(Y, q[:, None, :], out=Y)
+                    pos = _write_word(out[a:b], pos, Y, keep)
+                np.take(B_end, code, axis=0, out=H, mode="clip")
+                np.multiply(P, H, out=H)
+                q += H
+                np.take(A_end, code, axis=0, out=G, mode="clip")
+                P *= G
 
 
 def _diagonal_backward(a_, b_, theta0, idx, steps, out):
