@@ -427,6 +427,30 @@ def test_word_tiles_never_change_a_result(fn, shared, monkeypatch):
         assert np.array_equal(fn(maps, theta0, idx, save_steps=steps), expected), steps
 
 
+@pytest.mark.parametrize("name", ["d8-m4", "d6-m20"])
+def test_backward_blocks_per_call_never_change_a_result(name, monkeypatch):
+    """The backward scan's iterates of one block per call or of all blocks in one call: the same bits.
+
+    ``_SCAN_OUT_VALUES`` sets how many blocks of 64 steps have their
+    iterates computed by one (batched) product; every saving pattern must
+    give the same bits either way.
+    """
+    from contraction.core import _scan
+
+    maps = REGIMES[name]
+    n, C = 64 * 5 + 17, 6
+    idx = ct.sample_batches(maps.n_maps, n, n_chains=C, rng=501)
+    theta0 = _start(maps, C, seed=502)
+    chosen = np.flatnonzero(np.random.default_rng(503).random(n + 1) < 0.05)
+    patterns = [None, [n], [1, 64, 65, 200], range(0, n + 1, 10), chosen]
+    results = {}
+    for values in (1, 2**30):
+        monkeypatch.setattr(_scan, "_SCAN_OUT_VALUES", values)
+        results[values] = [ct.backward_iterates(maps, theta0, idx, save_steps=steps) for steps in patterns]
+    for steps, one, every in zip(patterns, results[1], results[2**30], strict=True):
+        assert np.array_equal(one, every), steps
+
+
 @pytest.mark.parametrize("name", list(EXPANDING))
 @pytest.mark.parametrize("fn", ENGINES, ids=_order)
 @pytest.mark.parametrize("n_chains", [1, 300])

@@ -37,7 +37,7 @@ from ._kernels import (
     write_swapped,
 )
 from ._rows import _AllMapsRows, _stepper
-from ._scan import _SCAN_BLOCK, _blocked_scan, _scan_units, _word_length, _word_tile, _Words
+from ._scan import _SCAN_BLOCK, _blocked_scan, _scan_units, _word_length, _word_tile, word_tables
 from .lowrank import LowRankAffineMaps
 from .maps import AffineMaps
 
@@ -165,7 +165,7 @@ def affine_backward(maps: AffineMaps, theta0, idx, steps):
     E = maps.augmented
     x0 = np.concatenate([theta0, np.ones((C, 1))], axis=1)
     s = _word_length(m, D)
-    words = _Words(E, s) if s else None
+    words = word_tables(E, s) if s else None
     units = _scan_units(D)
     pairs = C * max(1, min(-(-idx.shape[1] // _SCAN_BLOCK), units // C))  # (chain, block) pairs a step
     if words is not None:  # a few long calls a step: threads pay from _SCAN_THREAD_PAIRS pairs each

@@ -9,6 +9,8 @@ so an iterate depends on its own batches and step number only.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from ._kernels import _saved, padded_rows
@@ -20,6 +22,8 @@ _SCAN_BUDGET = 1 << 24
 # Steps per block of the backward scan (the blocks start at multiples of it, whatever else is computed),
 # and saved products held before they are read out.
 _SCAN_BLOCK = 64
+# Values of the iterates of the blocks computed by one call (chains x blocks x steps x (d + 1)).
+_SCAN_OUT_VALUES = 2**16
 _SCAN_HELD = 4
 # Word scan: at most this many words of s maps, their products within this many values, maps of size between these.
 _WORDS = 256
@@ -68,6 +72,8 @@ class _Words:
         self.transposed = np.ascontiguousarray(np.concatenate(tables))
         self.columns = np.ascontiguousarray(np.swapaxes(self.transposed, 0, 1).reshape(D, -1))  # [W_1ᵀ W_2ᵀ …]
         self.offsets = np.concatenate([[0], np.cumsum([m ** j for j in range(1, s + 1)])])
+        for table in (self.transposed, self.columns, self.offsets):  # shared between calls (word_tables)
+            table.setflags(write=False)
 
     def codes(self, letters):
         """Table rows of the prefixes of each word of ``s`` letters: ``letters`` (..., s) to (..., s).
@@ -100,6 +106,28 @@ class _Words:
         X = np.zeros((padded_rows(len(x0)), self.D))
         X[:len(x0)] = x0
         return np.matmul(X, self.columns)[:len(x0)].reshape(len(x0), -1, self.D)
+
+
+_WORD_TABLES: dict = {}
+
+
+def word_tables(E, s: int) -> _Words:
+    """:class:`_Words` for ``E`` and ``s``, reused while ``E`` lives and is read-only (a family's ``augmented``).
+
+    Repeated calls on one family (one chain, many calls) then skip building
+    the ``Σ_j m^j`` products; the table is the same whichever call built it.
+    """
+    if E.flags.writeable:
+        return _Words(E, s)
+    key = (id(E), s)
+    hit = _WORD_TABLES.get(key)
+    if hit is not None and hit[0]() is E:
+        return hit[1]
+    if len(_WORD_TABLES) >= 16:
+        _WORD_TABLES.clear()
+    words = _Words(E, s)
+    _WORD_TABLES[key] = (weakref.ref(E), words)
+    return words
 
 
 def _word_group(words, tx, shared, block, marks, K, g, n_steps):
@@ -192,7 +220,8 @@ def _blocked_scan(E, letters, steps, x0, out, words=None, units=None):
     else each block a chain of the row stepper (:func:`_row_group`); the
     carries ``R_{b+1} = R_b Q_{b,L}`` follow, one fixed-shape product per
     chain; then ``R_b [v_{b,1} … v_{b,L}]`` with ``v_{b,j} = Q_{b,j} x_0``
-    (one fixed-shape product per chain and block). All are carried
+    (one fixed-shape product per chain and block, the blocks of
+    ``_SCAN_OUT_VALUES`` in one batched call). All are carried
     transposed, so that iterates come out as rows. The blocks (and words)
     start at multiples of ``L`` (and ``s``) whatever the length of the
     sequence, so every iterate depends on its own batches and step number
@@ -230,14 +259,27 @@ def _blocked_scan(E, letters, steps, x0, out, words=None, units=None):
             Vt, ends = _word_group(words, tx, word_rows, block, marks, K, g, n_steps)
         else:
             Vt, ends = _row_group(E, block, marks, x0s, shared, K, g, n_steps)
-        for b in range(g):
-            start = first + b * L
-            keep = np.flatnonzero(save[start + 1:min(last, start + L) + 1])
-            if keep.size:  # one (L, D) x (D, d) product per chain and block
-                W = np.matmul(Vt[:, b], Rt)
-                out[:, pos:pos + keep.size] = W[:, :keep.size] if keep[-1] + 1 == keep.size else W[:, keep]
-                pos += keep.size
-            Rt = np.matmul(ends[:, b], Rt)
+        keep = np.flatnonzero(save[first + 1:last + 1])  # the group's saved steps (offsets from `first`)
+        per = max(1, _SCAN_OUT_VALUES // (K * L * D))  # blocks whose iterates come from one call
+        for c0 in range(0, g, per):
+            c1 = min(g, c0 + per)
+            lo, hi = np.searchsorted(keep, [c0 * L, c1 * L])
+            sel = keep[lo:hi] - c0 * L
+            holds = np.bincount(sel // L, minlength=c1 - c0) > 0  # the blocks holding saved steps
+            held = np.flatnonzero(holds)
+            Rts = np.empty((K, held.size, D, D - 1))
+            j = 0
+            for b, has in enumerate(holds.tolist(), start=c0):
+                if has:
+                    Rts[:, j] = Rt
+                    j += 1
+                Rt = np.matmul(ends[:, b], Rt)
+            if sel.size:  # one (L, D) x (D, d) product per chain and block, the blocks in one call
+                W = np.matmul(Vt[:, c0:c1] if held.size == c1 - c0 else Vt[:, c0 + held], Rts)
+                W = W.reshape(K, held.size * L, D - 1)
+                cols = np.searchsorted(held, sel // L) * L + sel % L
+                out[:, pos:pos + sel.size] = W[:, :sel.size] if cols[-1] + 1 == sel.size else W[:, cols]
+                pos += sel.size
 
 
 def _word_tile(words, D: int, units: int, workers: int) -> int:
