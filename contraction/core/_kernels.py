@@ -240,23 +240,33 @@ def row_products(X: np.ndarray, mats: np.ndarray, index: np.ndarray) -> np.ndarr
 _ROW_GEMMS: dict = {}
 
 
+def reused_for(array: np.ndarray, size, build, cache: dict, limit: int = 64):
+    """``build(array, size)``, reused from ``cache`` while ``array`` lives and is read-only.
+
+    What is built from a read-only array (a family's maps) stays valid as long
+    as the array lives; a writeable one gets a fresh build every time. The
+    cache holds at most ``limit`` entries (cleared beyond).
+    """
+    if array.flags.writeable:
+        return build(array, size)
+    key = (id(array), size)
+    hit = cache.get(key)
+    if hit is not None and hit[0]() is array:
+        return hit[1]
+    if len(cache) >= limit:
+        cache.clear()
+    made = build(array, size)
+    cache[key] = (weakref.ref(array), made)
+    return made
+
+
 def _row_gemm(mats: np.ndarray, rows: int) -> RowGemm:
     """A :class:`RowGemm` for ``mats`` and ``rows``, reused while ``mats`` lives and is read-only.
 
     Repeated calls on the same read-only family (an engine's step, a
     population's moments) then skip building the maps side by side.
     """
-    if mats.flags.writeable:
-        return RowGemm(mats, rows)
-    key = (id(mats), rows)
-    hit = _ROW_GEMMS.get(key)
-    if hit is not None and hit[0]() is mats:
-        return hit[1]
-    if len(_ROW_GEMMS) >= 64:
-        _ROW_GEMMS.clear()
-    product = RowGemm(mats, rows)
-    _ROW_GEMMS[key] = (weakref.ref(mats), product)
-    return product
+    return reused_for(mats, rows, RowGemm, _ROW_GEMMS)
 
 
 def _workers(n_chains: int, m: int) -> int:

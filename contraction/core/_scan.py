@@ -9,11 +9,9 @@ so an iterate depends on its own batches and step number only.
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
-from ._kernels import _saved, padded_rows
+from ._kernels import _saved, padded_rows, reused_for
 from ._rows import _stepper
 
 # Working memory of the backward scan (bytes): the chains and blocks handled together hold their
@@ -117,17 +115,7 @@ def word_tables(E, s: int) -> _Words:
     Repeated calls on one family (one chain, many calls) then skip building
     the ``Σ_j m^j`` products; the table is the same whichever call built it.
     """
-    if E.flags.writeable:
-        return _Words(E, s)
-    key = (id(E), s)
-    hit = _WORD_TABLES.get(key)
-    if hit is not None and hit[0]() is E:
-        return hit[1]
-    if len(_WORD_TABLES) >= 16:
-        _WORD_TABLES.clear()
-    words = _Words(E, s)
-    _WORD_TABLES[key] = (weakref.ref(E), words)
-    return words
+    return reused_for(E, s, _Words, _WORD_TABLES, limit=16)
 
 
 def _word_group(words, tx, shared, block, marks, K, g, n_steps):
