@@ -254,16 +254,14 @@ def _blocked_scan(E, letters, steps, x0, out, words=None, units=None):
             lo, hi = np.searchsorted(keep, [c0 * L, c1 * L])
             sel = keep[lo:hi] - c0 * L
             holds = np.bincount(sel // L, minlength=c1 - c0) > 0  # the blocks holding saved steps
-            held = np.flatnonzero(holds)
-            Rts = np.empty((K, held.size, D, D - 1))
-            j = 0
+            carries = []  # R_bᵀ of those blocks
             for b, has in enumerate(holds.tolist(), start=c0):
                 if has:
-                    Rts[:, j] = Rt
-                    j += 1
-                Rt = np.matmul(ends[:, b], Rt)
+                    carries.append(Rt)
+                Rt = np.matmul(ends[:, b], Rt)  # a new array: the carries kept are not overwritten
             if sel.size:  # one (L, D) x (D, d) product per chain and block, the blocks in one call
-                W = np.matmul(Vt[:, c0:c1] if held.size == c1 - c0 else Vt[:, c0 + held], Rts)
+                held = np.flatnonzero(holds)
+                W = np.matmul(Vt[:, c0:c1] if held.size == c1 - c0 else Vt[:, c0 + held], np.stack(carries, axis=1))
                 W = W.reshape(K, held.size * L, D - 1)
                 cols = np.searchsorted(held, sel // L) * L + sel % L
                 out[:, pos:pos + sel.size] = W[:, :sel.size] if cols[-1] + 1 == sel.size else W[:, cols]
