@@ -26,6 +26,8 @@ class Mutant:
 
 CHECKS = "tests/test_checks.py"
 CORE = ("tests/test_iterates.py", "tests/test_core.py", "tests/test_determinism.py", "tests/test_approximations.py")
+# The engines' mutants: the core tests and every kernel regime.
+CORE_AND_REGIMES = (*CORE, "tests/test_kernel_regimes.py")
 MODELS = ("tests/test_core.py", "tests/test_theory.py", "tests/test_theory_pins.py")
 APPROX = ("tests/test_approximations.py", "tests/test_approximation_pins.py")
 THEORY = ("tests/test_theory.py", "tests/test_existence.py", "tests/test_certified.py", "tests/test_theory_pins.py")
@@ -115,38 +117,38 @@ MUTANTS: list[Mutant] = [
            "np.matmul(self.X[starts[i]:starts[i + 1]], self.M[i], out=self.Y[starts[i]:starts[i + 1], :self.k])",
            "np.matmul(self.X[starts[i]:starts[i + 1]], self.M[(i + 1) % self.m], "
            "out=self.Y[starts[i]:starts[i + 1], :self.k])",
-           "rows grouped by map get the next map's product", (*CORE, "tests/test_kernel_regimes.py")),
+           "rows grouped by map get the next map's product", CORE_AND_REGIMES),
     Mutant("diagonal_backward_carry_dropped", "library", "contraction/core/_diagonal.py",
            "np.add(q, W[0], out=W[0])", "np.add(0.0 * q, W[0], out=W[0])",
            "diagonal backward offsets not carried from one chunk of steps to the next",
-           (*CORE, "tests/test_kernel_regimes.py")),
+           CORE_AND_REGIMES),
     Mutant("all_maps_wrong_block", "library", "contraction/core/_rows.py",
            "np.add(self.base, row_letters, out=self.pick[:n])",
            "np.add(self.base, (row_letters + 1) % self.m, out=self.pick[:n])",
-           "rows against all maps read the next map's block", (*CORE, "tests/test_kernel_regimes.py")),
+           "rows against all maps read the next map's block", CORE_AND_REGIMES),
     Mutant("word_products_reversed", "library", "contraction/core/_scan.py",
            "tables.append(np.matmul(Et[None], tables[-1][:, None]).reshape(-1, D, D))",
            "tables.append(np.matmul(tables[-1][:, None], Et[None]).reshape(-1, D, D))",
-           "the backward scan's words composed right to left", (*CORE, "tests/test_kernel_regimes.py")),
+           "the backward scan's words composed right to left", CORE_AND_REGIMES),
     Mutant("word_carry_not_advanced", "library", "contraction/core/_scan.py",
            "            np.matmul(G, H[:, s:], out=spare)\n            H, spare = spare, H\n",
            "            np.matmul(G, H[:, s:], out=spare)\n            H[:, :s] = spare[:, :s]\n",
            "the backward scan reads each word's iterates but never advances the carried product",
-           (*CORE, "tests/test_kernel_regimes.py")),
+           CORE_AND_REGIMES),
     Mutant("diagonal_words_offsets_dropped", "library", "contraction/core/_diagonal.py",
            "        nB += b_[None, :, None, :]\n", "",
            "diagonal forward words compose the slopes but drop every offset after the first map",
-           (*CORE, "tests/test_kernel_regimes.py")),
+           CORE_AND_REGIMES),
     Mutant("diagonal_words_prefix_misread", "library", "contraction/core/_diagonal.py",
            "write_rows(out[:, pos:pos + keep.size], Y[:, :keep.size] if keep[-1] + 1 == keep.size else Y[:, keep])",
            "write_rows(out[:, pos:pos + keep.size], Y[:, ::-1][:, :keep.size] if keep[-1] + 1 == keep.size "
            "else Y[:, ::-1][:, keep])",
-           "diagonal words write their steps in reverse order", (*CORE, "tests/test_kernel_regimes.py")),
+           "diagonal words write their steps in reverse order", CORE_AND_REGIMES),
     Mutant("diagonal_backward_words_offsets_not_carried", "library", "contraction/core/_diagonal.py",
            "                np.multiply(P, H, out=H)\n                q += H\n",
            "                np.multiply(P, H, out=H)\n                q += 0.0 * H\n",
            "diagonal backward words never carry the offsets from one word to the next",
-           (*CORE, "tests/test_kernel_regimes.py")),
+           CORE_AND_REGIMES),
     Mutant("one_stream_for_every_chain", "library", "contraction/core/sampling.py",
            "draw_batches(gen.spawn(stop - start), m, n, scheme, probs, out=out[start:stop])",
            "draw_batches([np.random.Generator(np.random.PCG64(0)) for _ in range(stop - start)], m, n, scheme, "
